@@ -1,0 +1,85 @@
+//! The limits validation and the lifecycle rules obey, with the defaults of API.md.
+
+use serde::{Deserialize, Serialize};
+
+/// Limits applied when validating a KeyPackage event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationConfig {
+    /// Largest event JSON accepted, in bytes (`KP_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
+    /// Longest time a KeyPackage is served after its `created_at` (`KP_TTL_SECS`).
+    pub ttl_secs: u64,
+    /// Longest KeyPackage lifetime, `not_after - not_before` (`KP_MAX_LIFETIME_SECS`).
+    pub max_lifetime_secs: u64,
+    /// How far in the future `created_at` may be (`KP_FUTURE_SKEW_SECS`).
+    pub future_skew_secs: u64,
+    /// Whether a KeyPackage carrying last_resort must advertise it in its tags
+    /// (`KP_REQUIRE_LAST_RESORT`).
+    pub require_last_resort: bool,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: 65_536,
+            ttl_secs: 2_592_000,
+            max_lifetime_secs: 7_776_000,
+            future_skew_secs: 900,
+            require_last_resort: true,
+        }
+    }
+}
+
+/// What happens to an upload that would exceed the per-owner cap (`KP_ON_CAP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CapPolicy {
+    /// Refuse the upload with `rate-limited:`.
+    #[default]
+    Reject,
+    /// Retire the owner's oldest KeyPackage to make room.
+    ReplaceOldest,
+}
+
+impl std::str::FromStr for CapPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reject" => Ok(Self::Reject),
+            "replace_oldest" => Ok(Self::ReplaceOldest),
+            other => Err(format!("expected reject or replace_oldest, got {other:?}")),
+        }
+    }
+}
+
+/// The lifecycle limits a store enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Most available KeyPackages one owner may have (`KP_MAX_PER_OWNER`).
+    pub max_per_owner: usize,
+    /// What an upload over the cap does (`KP_ON_CAP`).
+    pub on_cap: CapPolicy,
+    /// Most KeyPackages per author in one query answer (`KP_MAX_PER_AUTHOR`).
+    pub max_per_author: usize,
+    /// How long consumption records are kept (`KP_AUDIT_RETENTION_SECS`).
+    pub audit_retention_secs: u64,
+    /// How long a deletion of an event the store never saw is remembered, so
+    /// that the event cannot be stored after its deletion. Any event created
+    /// before the deletion is expired once this has passed: `KP_TTL_SECS +
+    /// KP_FUTURE_SKEW_SECS`.
+    pub deletion_memory_secs: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let validation = ValidationConfig::default();
+        Self {
+            max_per_owner: 10,
+            on_cap: CapPolicy::Reject,
+            max_per_author: 2,
+            audit_retention_secs: 2_592_000,
+            deletion_memory_secs: validation.ttl_secs + validation.future_skew_secs,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Test support shared by every crate's tests: real KeyPackages made with
+//! OpenMLS and signed as nostr events, the Firestore emulator harness, and
+//! the one conformance suite every `Store` backend must pass.
+//!
+//! # Layout
+//!
+//! - [`factory`]: KeyPackages and KeyPackage, Welcome and deletion events.
+//! - [`emulator`]: starts the Firestore emulator once per test process.
+//! - [`conformance`]: the `Store` conformance suite and its macro.
+
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+pub mod emulator;
+pub mod factory;
+
+pub use factory::{KeyPackageSpec, MadeKeyPackage, Owner};
+
+/// A fixed "now" for tests: 2026-11-25T00:00:00Z.
+pub const NOW: u64 = 1_795_651_200;
