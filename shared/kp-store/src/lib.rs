@@ -1,1 +1,208 @@
-//! stub
+//! The `Store` trait: the KeyPackage lifecycle every backend implements, with
+//! the outcomes and errors callers see. It knows no backend; each backend
+//! lives in its own crate and passes the one conformance suite in
+//! `kp-testkit`.
+
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use kp_domain::filter::Filter;
+use kp_domain::{AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, OwnerCount, Policy};
+
+/// What an ingest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored as a new KeyPackage.
+    Stored {
+        /// KeyPackages it retired (30443 slot replacement, `replace_oldest`).
+        retired: Vec<String>,
+    },
+    /// Stored beside its twin (same KeyPackageRef, other kind).
+    StoredTwin,
+    /// This event is already stored.
+    Duplicate,
+    /// The KeyPackage was consumed, deleted or replaced, or the owner deleted
+    /// this event: it never comes back.
+    AlreadyUsed,
+    /// A newer 30443 event holds its slot.
+    SlotHeldByNewer,
+    /// The owner is at the cap (policy `reject`).
+    OverCap {
+        /// The cap.
+        cap: usize,
+    },
+}
+
+impl IngestOutcome {
+    /// The NIP-01 decision: accepted, and the message (empty when stored).
+    pub fn decision(&self) -> (bool, String) {
+        match self {
+            Self::Stored { .. } | Self::StoredTwin => (true, String::new()),
+            Self::Duplicate => (true, "duplicate: already have this event".into()),
+            Self::AlreadyUsed => (false, "duplicate: keypackage already used".into()),
+            Self::SlotHeldByNewer => (false, "duplicate: a newer keypackage holds this slot".into()),
+            Self::OverCap { cap } => (
+                false,
+                format!("rate-limited: owner already has {cap} available keypackages, the most allowed"),
+            ),
+        }
+    }
+}
+
+/// What a claim handed out for one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The event handed out (the 30443 twin when there is one), verbatim;
+    /// `None` when the owner has nothing.
+    pub event: Option<String>,
+    /// The KeyPackage, when one was handed out.
+    pub keypackage_ref: Option<String>,
+    /// Whether it is a last resort, which stays available.
+    pub last_resort: bool,
+}
+
+/// What consuming one event's KeyPackage did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumeOutcome {
+    /// The one-time KeyPackage is now consumed.
+    Consumed {
+        /// The KeyPackage.
+        keypackage_ref: String,
+    },
+    /// A last resort: it stays available and a use was recorded.
+    LastResortUsed {
+        /// The KeyPackage.
+        keypackage_ref: String,
+    },
+    /// It was already consumed, deleted or replaced.
+    AlreadyConsumed {
+        /// The KeyPackage.
+        keypackage_ref: String,
+    },
+    /// No live KeyPackage has this event (unknown, or expired).
+    NotFound,
+}
+
+/// What a deletion retired.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeletionOutcome {
+    /// KeyPackages retired by this deletion.
+    pub retired: Vec<String>,
+}
+
+/// Options of a cleanup run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupOptions {
+    /// Count what would be removed without removing it.
+    pub dry_run: bool,
+    /// Stop starting new batches after this long.
+    pub time_budget: std::time::Duration,
+    /// Documents per batch.
+    pub batch_size: usize,
+}
+
+impl Default for CleanupOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            time_budget: std::time::Duration::from_secs(25),
+            batch_size: 200,
+        }
+    }
+}
+
+/// What a cleanup run did. Counts are of KeyPackages, not events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CleanupReport {
+    /// Expired available KeyPackages removed.
+    pub expired_deleted: u64,
+    /// Tombstones removed once their KeyPackage could no longer validate.
+    pub tombstones_purged: u64,
+    /// Audit records past their retention removed.
+    pub audit_purged: u64,
+    /// Owner indexes pruned of expired entries.
+    pub owners_pruned: u64,
+    /// `false` when the time budget ran out first; the next run continues.
+    pub complete: bool,
+}
+
+/// Why a store call failed. Logical outcomes (already consumed, over the
+/// cap) are not errors; these are failures of the store itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store did not answer, or answered with a transient error. Retrying
+    /// the same call is safe.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Contention on one owner did not settle within the retry budget.
+    /// Retrying the same call is safe.
+    #[error("store contention: {0}")]
+    Contention(String),
+    /// A stored document could not be read back: a bug or a foreign writer.
+    #[error("corrupt document: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the caller may retry (HTTP 503 with `Retry-After`).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Contention(_))
+    }
+}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The KeyPackage lifecycle. `now` is the caller's clock, in seconds since
+/// the epoch; every decision about expiry uses it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The lifecycle policy this store enforces.
+    fn policy(&self) -> &Policy;
+
+    /// Stores a validated KeyPackage event: idempotent, twins as one
+    /// KeyPackage, 30443 slot replacement, the exact per-owner cap,
+    /// tombstones and owner deletions refuse replays.
+    async fn ingest(&self, keypackage: &KeyPackageEvent, now: u64) -> StoreResult<IngestOutcome>;
+
+    /// The stored events answering NIP-01 filters: only available, unexpired
+    /// KeyPackages, at most `max_per_author` per author, verbatim.
+    async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>>;
+
+    /// Atomically hands out one KeyPackage of `owner`: the oldest one-time
+    /// one (of `ciphersuite`, when given), else the newest last resort.
+    async fn claim(
+        &self,
+        owner: &str,
+        ciphersuite: Option<u16>,
+        requester: Option<&str>,
+        via: ConsumedVia,
+        now: u64,
+    ) -> StoreResult<Claimed>;
+
+    /// Consumes the KeyPackage holding `event_id` (a last resort records a use).
+    async fn consume(
+        &self,
+        event_id: &str,
+        consumed_by: Option<&str>,
+        via: ConsumedVia,
+        now: u64,
+    ) -> StoreResult<ConsumeOutcome>;
+
+    /// Applies the owner's NIP-09 deletion: retires the deleter's KeyPackages
+    /// it names and refuses those events later, even ones not yet stored.
+    async fn delete(&self, deletion: &Deletion, now: u64) -> StoreResult<DeletionOutcome>;
+
+    /// The owner's counts of available, unexpired KeyPackages.
+    async fn count(&self, owner: &str, now: u64) -> StoreResult<OwnerCount>;
+
+    /// Removes expired KeyPackages, tombstones that outlived their
+    /// KeyPackage, and old audit records, in bounded batches.
+    async fn cleanup(&self, options: CleanupOptions, now: u64) -> StoreResult<CleanupReport>;
+
+    /// The audit records of `owner`'s KeyPackages, oldest first.
+    async fn audit(&self, owner: &str) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+}

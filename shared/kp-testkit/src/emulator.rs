@@ -80,11 +80,11 @@ fn wait_until_up(host: &str, timeout: Duration, log: Option<&std::path::Path>) {
     while Instant::now() < deadline {
         if let Ok(mut stream) = TcpStream::connect(host) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n");
-            let mut answer = String::new();
+            let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let mut answer = [0u8; 256];
             if stream.write_all(request.as_bytes()).is_ok()
-                && stream.read_to_string(&mut answer).is_ok()
-                && answer.starts_with("HTTP/1.") && answer.contains(" 200 ")
+                && let Ok(read) = stream.read(&mut answer)
+                && answer[..read].starts_with(b"HTTP/1.1 200")
             {
                 return;
             }
