@@ -1,0 +1,1 @@
+//! The Store conformance suite against the embedded SQLite backend.
