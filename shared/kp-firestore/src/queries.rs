@@ -109,3 +109,127 @@ impl StoreQuery {
         }
     }
 }
+
+impl QueryShape {
+    /// The composite index this query needs, as `(field, direction)` pairs,
+    /// or `None` when Firestore serves it from single-field indexes: a
+    /// query needs one when it constrains or orders more than one field,
+    /// unless every constraint is an equality (index merging).
+    pub fn composite_index(&self) -> Option<Vec<(&'static str, Direction)>> {
+        let mut fields: Vec<&'static str> = Vec::new();
+        for (field, _) in &self.filters {
+            if !fields.contains(field) {
+                fields.push(field);
+            }
+        }
+        for (field, _) in &self.order_by {
+            if !fields.contains(field) {
+                fields.push(field);
+            }
+        }
+        let only_equalities = self.order_by.is_empty() && self.filters.iter().all(|(_, c)| *c == Constraint::Equality);
+        if fields.len() < 2 || only_equalities {
+            return None;
+        }
+        // Equality fields first, then the range / order field, in the
+        // direction it is ordered by.
+        let mut index: Vec<(&'static str, Direction)> = self
+            .filters
+            .iter()
+            .filter(|(_, c)| *c != Constraint::Range)
+            .map(|(f, _)| (*f, Direction::Ascending))
+            .collect();
+        for (field, constraint) in &self.filters {
+            if *constraint == Constraint::Range && !index.iter().any(|(f, _)| f == field) {
+                let direction = self
+                    .order_by
+                    .iter()
+                    .find(|(f, _)| f == field)
+                    .map(|(_, d)| *d)
+                    .unwrap_or(Direction::Ascending);
+                index.push((field, direction));
+            }
+        }
+        for (field, direction) in &self.order_by {
+            if !index.iter().any(|(f, _)| f == field) {
+                index.push((field, *direction));
+            }
+        }
+        Some(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The composite indexes `firestore.indexes.json` declares.
+    fn declared() -> Vec<(String, Vec<(String, Direction)>)> {
+        let json: Value = serde_json::from_str(include_str!("../../../firestore.indexes.json")).unwrap();
+        json["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|index| {
+                let fields = index["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| {
+                        let direction = match f["order"].as_str() {
+                            Some("DESCENDING") => Direction::Descending,
+                            _ => Direction::Ascending,
+                        };
+                        (f["fieldPath"].as_str().unwrap().to_owned(), direction)
+                    })
+                    .collect();
+                (index["collectionGroup"].as_str().unwrap().to_owned(), fields)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_query_needing_a_composite_index_has_one_and_none_is_unused() {
+        let declared = declared();
+        let mut used = vec![false; declared.len()];
+        for query in StoreQuery::ALL {
+            let shape = query.shape();
+            let Some(needed) = shape.composite_index() else { continue };
+            let needed: Vec<(String, Direction)> = needed.into_iter().map(|(f, d)| (f.to_owned(), d)).collect();
+            let position = declared
+                .iter()
+                .position(|(collection, fields)| collection == shape.collection && *fields == needed);
+            let position = position.unwrap_or_else(|| {
+                panic!("{query:?} needs a composite index on {} {needed:?}, not declared in firestore.indexes.json", shape.collection)
+            });
+            used[position] = true;
+        }
+        for ((collection, fields), used) in declared.iter().zip(used) {
+            assert!(used, "firestore.indexes.json declares an index no query uses: {collection} {fields:?}");
+        }
+    }
+
+    #[test]
+    fn the_large_and_map_fields_are_exempt_from_indexing() {
+        let json: Value = serde_json::from_str(include_str!("../../../firestore.indexes.json")).unwrap();
+        let exempt: Vec<(String, String)> = json["fieldOverrides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["indexes"].as_array().is_some_and(|i| i.is_empty()))
+            .map(|o| (o["collectionGroup"].as_str().unwrap().into(), o["fieldPath"].as_str().unwrap().into()))
+            .collect();
+        for needed in [("keypackages", "events"), ("keypackage_owners", "available")] {
+            assert!(exempt.contains(&(needed.0.into(), needed.1.into())), "{needed:?} must be exempt from indexing");
+        }
+        // No query filters on an exempt field.
+        for query in StoreQuery::ALL {
+            let shape = query.shape();
+            let fields = shape.filters.iter().map(|(f, _)| *f).chain(shape.order_by.iter().map(|(f, _)| *f));
+            for field in fields {
+                assert!(!exempt.contains(&(shape.collection.into(), field.into())), "{query:?} uses exempt {field}");
+            }
+        }
+    }
+}
