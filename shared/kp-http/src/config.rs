@@ -1,0 +1,309 @@
+//! The process configuration: every variable of API.md, read once at start,
+//! with its default; a bad value stops the process with a message naming the
+//! variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kp_domain::{CapPolicy, Policy, ValidationConfig};
+
+/// Why the configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn bad(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        reason: reason.into(),
+    }
+}
+
+/// Which store backs the service (`KP_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `sqlite:<path>` or `sqlite::memory:`.
+    Sqlite(String),
+    /// `firestore`.
+    Firestore,
+}
+
+/// A rate as `COUNT/SECONDS` (`KP_CLAIM_RATE` and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (count, secs) = s.split_once('/').ok_or("expected COUNT/SECONDS, e.g. 6/600")?;
+        let count: u32 = count.trim().parse().map_err(|_| "COUNT must be a whole number")?;
+        let secs: u64 = secs.trim().parse().map_err(|_| "SECONDS must be a whole number")?;
+        if count == 0 || secs == 0 {
+            return Err("COUNT and SECONDS must be positive".into());
+        }
+        Ok(Self {
+            count,
+            per: Duration::from_secs(secs),
+        })
+    }
+}
+
+/// Firestore connection settings (`FIRESTORE_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirestoreConfig {
+    /// `FIRESTORE_PROJECT_ID`, falling back to `GOOGLE_CLOUD_PROJECT`.
+    pub project_id: Option<String>,
+    /// `FIRESTORE_DATABASE_ID`.
+    pub database_id: String,
+    /// `FIRESTORE_EMULATOR_HOST`.
+    pub emulator_host: Option<String>,
+}
+
+/// Everything a process needs, built once from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `KP_LISTEN` (or `0.0.0.0:$PORT`).
+    pub listen: SocketAddr,
+    /// `KP_STORE`.
+    pub store: StoreKind,
+    /// Firestore settings, used when `store` is Firestore.
+    pub firestore: FirestoreConfig,
+    /// `KP_COLLECTION_PREFIX`.
+    pub collection_prefix: String,
+    /// `KP_RELAY_TOKEN`, split on commas: any of them is accepted.
+    pub relay_tokens: Vec<String>,
+    /// Validation limits (`KP_MAX_EVENT_BYTES`, `KP_TTL_SECS`, ...).
+    pub validation: ValidationConfig,
+    /// Lifecycle policy (`KP_MAX_PER_OWNER`, `KP_ON_CAP`, ...).
+    pub policy: Policy,
+    /// `KP_CONSUME_ON_QUERY`.
+    pub consume_on_query: bool,
+    /// `KP_CLEANUP_INTERVAL_SECS` (gateway only); `None` disables.
+    pub cleanup_interval: Option<Duration>,
+    /// `KP_PUBLIC_URL`.
+    pub public_url: String,
+    /// `KP_CLAIM_RATE`.
+    pub claim_rate: Rate,
+    /// `KP_OWNER_CLAIM_RATE`.
+    pub owner_claim_rate: Rate,
+    /// `KP_ANON_CLAIM_RATE`.
+    pub anon_claim_rate: Rate,
+    /// `KP_INGEST_RATE`.
+    pub ingest_rate: Rate,
+    /// `KP_STORE_TIMEOUT_MS`: the deadline of every store call.
+    pub store_timeout: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("store", &self.store)
+            .field("firestore", &self.firestore)
+            .field("collection_prefix", &self.collection_prefix)
+            .field("relay_tokens", &format!("<{} hidden>", self.relay_tokens.len()))
+            .field("validation", &self.validation)
+            .field("policy", &self.policy)
+            .field("consume_on_query", &self.consume_on_query)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("public_url", &self.public_url)
+            .field("claim_rate", &self.claim_rate)
+            .field("owner_claim_rate", &self.owner_claim_rate)
+            .field("anon_claim_rate", &self.anon_claim_rate)
+            .field("ingest_rate", &self.ingest_rate)
+            .field("store_timeout", &self.store_timeout)
+            .finish()
+    }
+}
+
+/// Reads typed values from a variable source, naming the variable on error.
+struct Vars<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|e| bad(name, format!("cannot parse {value:?}: {e}"))),
+        }
+    }
+
+    fn bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(bad(name, format!("expected true or false, got {other:?}"))),
+        }
+    }
+
+    fn positive(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        let value: u64 = self.parse(name, default)?;
+        if value == 0 {
+            return Err(bad(name, "must be greater than 0"));
+        }
+        Ok(value)
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables from `lookup` (the environment, or a map in tests).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(lookup);
+        let listen = match (vars.get("KP_LISTEN"), vars.get("PORT")) {
+            (Some(listen), _) => listen
+                .parse()
+                .map_err(|_| bad("KP_LISTEN", format!("expected host:port, got {listen:?}")))?,
+            (None, Some(port)) => {
+                let port: u16 = port.parse().map_err(|_| bad("PORT", format!("expected a port, got {port:?}")))?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let store = match vars.get("KP_STORE").unwrap_or_else(|| "sqlite:keypackages.db".into()) {
+            s if s == "firestore" => StoreKind::Firestore,
+            s if s.starts_with("sqlite:") && s.len() > "sqlite:".len() => StoreKind::Sqlite(s),
+            s if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                return Err(bad("KP_STORE", "the PostgreSQL backend is not part of this build; use sqlite:<path> or firestore"));
+            }
+            s => {
+                return Err(bad("KP_STORE", format!("expected sqlite:<path>, sqlite::memory: or firestore, got {s:?}")));
+            }
+        };
+        let firestore = FirestoreConfig {
+            project_id: vars.get("FIRESTORE_PROJECT_ID").or_else(|| vars.get("GOOGLE_CLOUD_PROJECT")),
+            database_id: vars.get("FIRESTORE_DATABASE_ID").unwrap_or_else(|| "(default)".into()),
+            emulator_host: vars.get("FIRESTORE_EMULATOR_HOST"),
+        };
+        if store == StoreKind::Firestore && firestore.project_id.is_none() {
+            return Err(bad("FIRESTORE_PROJECT_ID", "required with KP_STORE=firestore (or set GOOGLE_CLOUD_PROJECT)"));
+        }
+        let relay_tokens: Vec<String> = vars
+            .get("KP_RELAY_TOKEN")
+            .map(|v| v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
+        if relay_tokens.is_empty() && !listen.ip().is_loopback() {
+            return Err(bad(
+                "KP_RELAY_TOKEN",
+                format!("required when listening on the non-loopback address {listen}"),
+            ));
+        }
+        let max_event_bytes = vars.positive("KP_MAX_EVENT_BYTES", 65_536)?;
+        let validation = ValidationConfig {
+            max_event_bytes: usize::try_from(max_event_bytes).map_err(|_| bad("KP_MAX_EVENT_BYTES", "too large"))?,
+            ttl_secs: vars.positive("KP_TTL_SECS", 2_592_000)?,
+            max_lifetime_secs: vars.positive("KP_MAX_LIFETIME_SECS", 7_776_000)?,
+            future_skew_secs: vars.parse("KP_FUTURE_SKEW_SECS", 900)?,
+            require_last_resort: vars.bool("KP_REQUIRE_LAST_RESORT", true)?,
+        };
+        let policy = Policy {
+            max_per_owner: vars.positive("KP_MAX_PER_OWNER", 10)? as usize,
+            on_cap: vars.parse::<CapPolicy>("KP_ON_CAP", CapPolicy::Reject)?,
+            max_per_author: vars.positive("KP_MAX_PER_AUTHOR", 2)? as usize,
+            audit_retention_secs: vars.positive("KP_AUDIT_RETENTION_SECS", 2_592_000)?,
+            deletion_memory_secs: validation.ttl_secs + validation.future_skew_secs,
+        };
+        let cleanup_secs: u64 = vars.parse("KP_CLEANUP_INTERVAL_SECS", 3_600)?;
+        Ok(Self {
+            listen,
+            store,
+            firestore,
+            collection_prefix: vars.get("KP_COLLECTION_PREFIX").unwrap_or_default(),
+            relay_tokens,
+            validation,
+            policy,
+            consume_on_query: vars.bool("KP_CONSUME_ON_QUERY", false)?,
+            cleanup_interval: (cleanup_secs > 0).then(|| Duration::from_secs(cleanup_secs)),
+            public_url: vars
+                .get("KP_PUBLIC_URL")
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| format!("http://{listen}")),
+            claim_rate: vars.parse("KP_CLAIM_RATE", Rate { count: 6, per: Duration::from_secs(600) })?,
+            owner_claim_rate: vars.parse("KP_OWNER_CLAIM_RATE", Rate { count: 60, per: Duration::from_secs(600) })?,
+            anon_claim_rate: vars.parse("KP_ANON_CLAIM_RATE", Rate { count: 2, per: Duration::from_secs(600) })?,
+            ingest_rate: vars.parse("KP_INGEST_RATE", Rate { count: 30, per: Duration::from_secs(600) })?,
+            store_timeout: Duration::from_millis(vars.positive("KP_STORE_TIMEOUT_MS", 10_000)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_vars(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_api_table() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.store, StoreKind::Sqlite("sqlite:keypackages.db".into()));
+        assert_eq!(c.policy, Policy::default());
+        assert_eq!(c.validation, ValidationConfig::default());
+        assert_eq!(c.cleanup_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.claim_rate, Rate { count: 6, per: Duration::from_secs(600) });
+        assert!(!c.consume_on_query);
+        assert_eq!(c.firestore.database_id, "(default)");
+    }
+
+    #[test]
+    fn port_listens_on_all_addresses_and_then_needs_a_token() {
+        let err = config(&[("PORT", "9000")]).unwrap_err();
+        assert_eq!(err.variable, "KP_RELAY_TOKEN");
+        let c = config(&[("PORT", "9000"), ("KP_RELAY_TOKEN", "a, b")]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.relay_tokens, vec!["a".to_string(), "b".to_string()]);
+        assert!(!format!("{c:?}").contains("a, b"), "Debug hides tokens");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("KP_MAX_PER_OWNER", "ten"),
+            ("KP_MAX_PER_OWNER", "0"),
+            ("KP_ON_CAP", "drop"),
+            ("KP_CONSUME_ON_QUERY", "maybe"),
+            ("KP_CLAIM_RATE", "6"),
+            ("KP_STORE", "mysql://x"),
+            ("KP_LISTEN", "nowhere"),
+            ("KP_TTL_SECS", "-1"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name, "{err}");
+        }
+        assert_eq!(config(&[("KP_STORE", "firestore")]).unwrap_err().variable, "FIRESTORE_PROJECT_ID");
+        let c = config(&[("KP_STORE", "firestore"), ("GOOGLE_CLOUD_PROJECT", "p")]).unwrap();
+        assert_eq!(c.firestore.project_id.as_deref(), Some("p"));
+        assert_eq!(config(&[("KP_CLEANUP_INTERVAL_SECS", "0")]).unwrap().cleanup_interval, None);
+    }
+}

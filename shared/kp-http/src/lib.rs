@@ -1,0 +1,290 @@
+//! HTTP API v1 (API.md): one axum router per function, composed into the
+//! gateway's. Binaries only build a [`Config`], open the store with
+//! [`open_store`], and serve [`router`].
+//!
+//! # Layout
+//!
+//! - [`config`]: every configuration variable.
+//! - [`error`]: HTTP errors and their mapping to status codes.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`routes`]: the handlers, one module per function.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{HeaderName, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use kp_firestore::{FirestoreSettings, FirestoreStore};
+use kp_sqlite::SqliteStore;
+use kp_store::{Store, StoreResult};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq as _;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use crate::config::{Config, ConfigError, StoreKind};
+pub use crate::error::ApiError;
+pub use crate::metrics::Metrics;
+
+/// Largest batch body (API.md: 8 MiB).
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// The clock handlers read: seconds since the epoch. Tests fix it.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The clock.
+    pub clock: Clock,
+}
+
+impl AppState {
+    /// State over `store` with the system clock.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics: Metrics::new(),
+            clock: system_clock(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Runs a store call under the configured deadline, timing it.
+    pub async fn store_call<T>(&self, op: &'static str, call: impl Future<Output = StoreResult<T>>) -> Result<T, ApiError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.config.store_timeout, call).await;
+        self.metrics
+            .store_latency
+            .with_label_values(&[op])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(answer) => answer.map_err(ApiError::from),
+            Err(_) => {
+                tracing::warn!(op, timeout = ?self.config.store_timeout, "store call timed out");
+                Err(ApiError::Unavailable(format!("{op} took longer than {:?}", self.config.store_timeout)))
+            }
+        }
+    }
+}
+
+/// Opens the store the configuration names.
+pub async fn open_store(config: &Config) -> StoreResult<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreKind::Sqlite(spec) => {
+            let path = spec.parse().map_err(|e| kp_store::StoreError::Unavailable(format!("KP_STORE: {e}")))?;
+            Arc::new(SqliteStore::open(path, config.policy.clone())?)
+        }
+        StoreKind::Firestore => {
+            let settings = FirestoreSettings {
+                project_id: config.firestore.project_id.clone().unwrap_or_default(),
+                database_id: config.firestore.database_id.clone(),
+                emulator_host: config.firestore.emulator_host.clone(),
+                collection_prefix: config.collection_prefix.clone(),
+                request_timeout: config.store_timeout,
+            };
+            Arc::new(FirestoreStore::connect(&settings, config.policy.clone()).await?)
+        }
+    })
+}
+
+/// The functions a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `POST /v1/keypackages`, `POST /v1/keypackages/batch`.
+    Ingest,
+    /// `POST /v1/keypackages/query`, `GET /v1/keypackages/count`.
+    Query,
+    /// Claim, consume, Welcomes, deletions.
+    Consume,
+    /// `POST /v1/cleanup`.
+    Cleanup,
+    /// All of the above plus `POST /v1/events`.
+    Gateway,
+}
+
+/// The router of one function (or the gateway), with the operations routes,
+/// relay authentication, request ids, tracing and metrics.
+pub fn router(state: AppState, function: Function) -> Router {
+    let all = function == Function::Gateway;
+    let mut v1 = Router::new();
+    if all || function == Function::Ingest {
+        v1 = v1.merge(routes::ingest::routes());
+    }
+    if all || function == Function::Query {
+        v1 = v1.merge(routes::query::routes());
+    }
+    if all || function == Function::Consume {
+        v1 = v1.merge(routes::consume::routes());
+    }
+    if all || function == Function::Cleanup {
+        v1 = v1.merge(routes::cleanup::routes());
+    }
+    if all {
+        v1 = v1.merge(routes::events::routes());
+    }
+    let v1 = v1.route_layer(middleware::from_fn_with_state(state.clone(), relay_auth));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(v1)
+        .merge(routes::ops::routes())
+        .fallback(|request: Request| async move { ApiError::NoRoute(request.uri().path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Requires `Authorization: Bearer <token>` when tokens are configured;
+/// compares in constant time against each configured token.
+async fn relay_auth(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    if state.config.relay_tokens.is_empty() {
+        return Ok(next.run(request).await);
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let mut matched = false;
+    for token in &state.config.relay_tokens {
+        matched |= bool::from(token.as_bytes().ct_eq(presented.as_bytes()));
+    }
+    if !matched {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
+
+/// Counts requests by matched route and status.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+/// A body read up to a limit (413 beyond it, without reading it whole).
+pub struct LimitedBody(pub Bytes);
+
+impl LimitedBody {
+    /// Reads the request body, refusing more than `limit` bytes.
+    pub async fn read(request: Request, limit: usize) -> Result<Self, ApiError> {
+        if let Some(length) = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            && length > limit
+        {
+            return Err(ApiError::TooLarge(limit));
+        }
+        let body = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| ApiError::TooLarge(limit))?;
+        Ok(Self(body))
+    }
+
+    /// Parses the body as JSON of type `T` (400 when it is not).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let text = if self.0.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &self.0[..] };
+        serde_json::from_slice(text).map_err(|e| ApiError::BadRequest(format!("malformed body: {e}")))
+    }
+
+    /// The body as UTF-8 text (400 when it is not).
+    pub fn text(&self) -> Result<&str, ApiError> {
+        std::str::from_utf8(&self.0).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))
+    }
+}
+
+/// A body of at most `KP_MAX_EVENT_BYTES`.
+pub struct EventBody(pub LimitedBody);
+
+impl FromRequest<AppState> for EventBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        LimitedBody::read(request, state.config.validation.max_event_bytes).await.map(Self)
+    }
+}
+
+/// A body of at most [`MAX_BATCH_BYTES`].
+pub struct BatchBody(pub LimitedBody);
+
+impl FromRequest<AppState> for BatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &AppState) -> Result<Self, Self::Rejection> {
+        LimitedBody::read(request, MAX_BATCH_BYTES).await.map(Self)
+    }
+}
+
+/// Runs the in-process cleanup every `interval` until the process ends.
+pub fn spawn_periodic_cleanup(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match routes::cleanup::run(&state, kp_store::CleanupOptions::default()).await {
+                Ok(report) => tracing::info!(?report, "periodic cleanup"),
+                Err(error) => tracing::warn!(%error, "periodic cleanup failed"),
+            }
+        }
+    })
+}
