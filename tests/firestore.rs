@@ -18,7 +18,10 @@ fn settings() -> FirestoreSettings {
     let unique = format!(
         "t{}_{}_{}_",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     FirestoreSettings {
@@ -33,7 +36,9 @@ fn settings() -> FirestoreSettings {
 fn make(policy: Policy) -> StoreFuture {
     Box::pin(async move {
         let settings = tokio::task::spawn_blocking(settings).await.expect("emulator harness");
-        let store = FirestoreStore::connect(&settings, policy).await.expect("connect to the emulator");
+        let store = FirestoreStore::connect(&settings, policy)
+            .await
+            .expect("connect to the emulator");
         Arc::new(store) as Arc<dyn Store>
     })
 }

@@ -40,7 +40,9 @@ async fn store(backend: Backend, policy: Policy) -> Arc<dyn Store> {
             Arc::new(SqliteStore::open(SqlitePath::file(file), policy).unwrap())
         }
         Backend::Firestore => {
-            let host = tokio::task::spawn_blocking(|| firestore_emulator_host().to_owned()).await.unwrap();
+            let host = tokio::task::spawn_blocking(|| firestore_emulator_host().to_owned())
+                .await
+                .unwrap();
             firestore_store(&host, policy, Duration::from_secs(30)).await
         }
     }
@@ -80,7 +82,13 @@ impl Server {
     }
 
     async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let response = self.http.post(format!("{}{path}", self.base)).body(body).send().await.unwrap();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -110,7 +118,10 @@ async fn every_route_over_http(backend: Backend) {
     let kp = alice.keypackage(KeyPackageSpec::one_time());
     let e443 = kp.event_443(&alice, NOW - 60);
     let id443 = event_id(&e443);
-    assert_eq!(server.post("/v1/keypackages", e443.clone()).await, (StatusCode::OK, decision(&id443, true, "")));
+    assert_eq!(
+        server.post("/v1/keypackages", e443.clone()).await,
+        (StatusCode::OK, decision(&id443, true, ""))
+    );
     assert_eq!(
         server.post("/v1/keypackages", e443.clone()).await.1,
         decision(&id443, true, "duplicate: already have this event")
@@ -137,17 +148,28 @@ async fn every_route_over_http(backend: Backend) {
     assert_eq!(results.len(), 3);
     assert_eq!(results[0], decision(&event_id(&twin), true, ""));
     assert_eq!(results[1]["accepted"], json!(false));
-    assert!(results[1]["message"].as_str().unwrap().starts_with("invalid: malformed event"));
+    assert!(
+        results[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid: malformed event")
+    );
     assert_eq!(results[2], decision(&event_id(&lr_json), true, ""));
 
     // Query: live events, verbatim, newest first; uppercase input accepted.
     let (status, body) = server
-        .post_json("/v1/keypackages/query", &json!({"filters": [{"authors": [me.to_uppercase()]}]}))
+        .post_json(
+            "/v1/keypackages/query",
+            &json!({"filters": [{"authors": [me.to_uppercase()]}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let events = body["events"].as_array().unwrap();
     assert_eq!(events.len(), 3, "one-time twins and the last resort");
-    assert!(events.contains(&serde_json::from_str::<Value>(&e443).unwrap()), "verbatim");
+    assert!(
+        events.contains(&serde_json::from_str::<Value>(&e443).unwrap()),
+        "verbatim"
+    );
 
     // Count.
     let (status, body) = server.get(&format!("/v1/keypackages/count?owner={me}")).await;
@@ -163,13 +185,21 @@ async fn every_route_over_http(backend: Backend) {
     let (status, body) = server.post_json("/v1/keypackages/claim", &claim).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["claimed"][0]["owner"], json!(me));
-    assert_eq!(body["claimed"][0]["event"], serde_json::from_str::<Value>(&twin).unwrap());
+    assert_eq!(
+        body["claimed"][0]["event"],
+        serde_json::from_str::<Value>(&twin).unwrap()
+    );
     assert_eq!(body["claimed"][0]["last_resort"], json!(false));
     let (_, body) = server.post_json("/v1/keypackages/claim", &claim).await;
     assert_eq!(body["claimed"][0]["last_resort"], json!(true));
     let nobody = Owner::new().pubkey();
-    let (_, body) = server.post_json("/v1/keypackages/claim", &json!({"owners": [nobody]})).await;
-    assert_eq!(body["claimed"][0], json!({"owner": nobody, "event": null, "last_resort": false}));
+    let (_, body) = server
+        .post_json("/v1/keypackages/claim", &json!({"owners": [nobody]}))
+        .await;
+    assert_eq!(
+        body["claimed"][0],
+        json!({"owner": nobody, "event": null, "last_resort": false})
+    );
 
     // Consume: 200, 409 already consumed, 404 unknown, last resort.
     let direct = alice.keypackage(KeyPackageSpec::one_time());
@@ -179,16 +209,24 @@ async fn every_route_over_http(backend: Backend) {
     let path = format!("/v1/keypackages/{direct_id}/consume");
     assert_eq!(
         server.post_json(&path, &json!({})).await,
-        (StatusCode::OK, json!({"event_id": direct_id, "keypackage_ref": direct.keypackage_ref, "consumed": true}))
+        (
+            StatusCode::OK,
+            json!({"event_id": direct_id, "keypackage_ref": direct.keypackage_ref, "consumed": true})
+        )
     );
     let (status, body) = server.post(&path, "").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], json!("already_consumed"));
-    let (status, body) = server.post_json(&format!("/v1/keypackages/{}/consume", "ab".repeat(32)), &json!({})).await;
+    let (status, body) = server
+        .post_json(&format!("/v1/keypackages/{}/consume", "ab".repeat(32)), &json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"]["message"].is_string());
     let (status, body) = server
-        .post_json(&format!("/v1/keypackages/{}/consume", event_id(&lr_json)), &json!({"consumed_by": bob.pubkey()}))
+        .post_json(
+            &format!("/v1/keypackages/{}/consume", event_id(&lr_json)),
+            &json!({"consumed_by": bob.pubkey()}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["consumed"], json!(false));
@@ -199,7 +237,10 @@ async fn every_route_over_http(backend: Backend) {
     let welcomed_json = welcomed.event_443(&alice, NOW - 10);
     server.post("/v1/keypackages", welcomed_json.clone()).await;
     let welcome = bob.welcome(&event_id(&welcomed_json), NOW);
-    assert_eq!(server.post("/v1/welcomes", welcome.clone()).await.1, decision(&event_id(&welcome), true, ""));
+    assert_eq!(
+        server.post("/v1/welcomes", welcome.clone()).await.1,
+        decision(&event_id(&welcome), true, "")
+    );
     let (_, body) = server.post("/v1/welcomes", bob.welcome(&"cd".repeat(32), NOW)).await;
     assert_eq!(body["accepted"], json!(true));
     assert!(body["message"].as_str().unwrap().contains("nothing consumed"));
@@ -207,11 +248,20 @@ async fn every_route_over_http(backend: Backend) {
     // Deletion through /v1/events: retires the owner's KeyPackage.
     let doomed = alice.keypackage(KeyPackageSpec::one_time());
     let doomed_json = doomed.event_443(&alice, NOW - 10);
-    assert_eq!(server.post("/v1/events", doomed_json.clone()).await.1["accepted"], json!(true));
+    assert_eq!(
+        server.post("/v1/events", doomed_json.clone()).await.1["accepted"],
+        json!(true)
+    );
     let deletion = alice.deletion(&[&event_id(&doomed_json)], &[], NOW);
-    assert_eq!(server.post("/v1/events", deletion.clone()).await.1, decision(&event_id(&deletion), true, ""));
+    assert_eq!(
+        server.post("/v1/events", deletion.clone()).await.1,
+        decision(&event_id(&deletion), true, "")
+    );
     let (_, body) = server
-        .post_json("/v1/keypackages/query", &json!({"filters": [{"ids": [event_id(&doomed_json)]}]}))
+        .post_json(
+            "/v1/keypackages/query",
+            &json!({"filters": [{"ids": [event_id(&doomed_json)]}]}),
+        )
         .await;
     assert_eq!(body, json!({"events": []}));
     assert_eq!(
@@ -235,19 +285,39 @@ async fn every_route_over_http(backend: Backend) {
     // Operations.
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(server.get("/readyz").await.0, StatusCode::OK);
-    let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("kp_decisions_total{prefix=\"invalid\",route=\"/v1/keypackages\"} 1"), "{metrics}");
-    assert!(metrics.contains("kp_keypackages_total{event=\"claimed\"} 2"), "{metrics}");
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kp_decisions_total{prefix=\"invalid\",route=\"/v1/keypackages\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kp_keypackages_total{event=\"claimed\"} 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("kp_store_latency_seconds_bucket"));
     assert!(metrics.contains("kp_http_requests_total{route=\"/v1/keypackages/{event_id}/consume\",status=\"409\"} 1"));
 }
 
 async fn bad_input_gets_clear_http_errors(backend: Backend) {
-    let server = Server::start(store(backend, Policy::default()).await, &[("KP_MAX_EVENT_BYTES", "4096")]).await;
+    let server = Server::start(
+        store(backend, Policy::default()).await,
+        &[("KP_MAX_EVENT_BYTES", "4096")],
+    )
+    .await;
     let (status, body) = server.post("/v1/keypackages", "{not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], json!("bad_request"));
-    let (status, body) = server.post("/v1/keypackages/query", r#"{"filters": [{"authors": ["xyz"]}]}"#).await;
+    let (status, body) = server
+        .post("/v1/keypackages/query", r#"{"filters": [{"authors": ["xyz"]}]}"#)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"]["message"].as_str().unwrap().contains("authors"));
     let (status, _) = server.get("/v1/keypackages/count?owner=abc").await;
@@ -268,21 +338,34 @@ async fn bad_input_gets_clear_http_errors(backend: Backend) {
     let (status, _) = server.get("/v1/keypackages").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let too_many = json!({"events": vec![json!({}); 501]});
-    assert_eq!(server.post_json("/v1/keypackages/batch", &too_many).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server.post_json("/v1/keypackages/batch", &too_many).await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 async fn relay_token_guards_relay_routes_only(backend: Backend) {
-    let server = Server::start(store(backend, Policy::default()).await, &[("KP_RELAY_TOKEN", "old-token,new-token")]).await;
+    let server = Server::start(
+        store(backend, Policy::default()).await,
+        &[("KP_RELAY_TOKEN", "old-token,new-token")],
+    )
+    .await;
     let owner = Owner::new().pubkey();
     let count = format!("{}/v1/keypackages/count?owner={owner}", server.base);
     let status = |r: reqwest::Response| r.status();
-    assert_eq!(status(server.http.get(&count).send().await.unwrap()), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(server.http.get(&count).send().await.unwrap()),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         status(server.http.get(&count).bearer_auth("wrong").send().await.unwrap()),
         StatusCode::UNAUTHORIZED
     );
     for token in ["old-token", "new-token"] {
-        assert_eq!(status(server.http.get(&count).bearer_auth(token).send().await.unwrap()), StatusCode::OK);
+        assert_eq!(
+            status(server.http.get(&count).bearer_auth(token).send().await.unwrap()),
+            StatusCode::OK
+        );
     }
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(server.get("/metrics").await.0, StatusCode::OK);
@@ -309,7 +392,11 @@ macro_rules! on_both_backends {
     };
 }
 
-on_both_backends!(every_route_over_http, bad_input_gets_clear_http_errors, relay_token_guards_relay_routes_only);
+on_both_backends!(
+    every_route_over_http,
+    bad_input_gets_clear_http_errors,
+    relay_token_guards_relay_routes_only
+);
 
 /// A TCP relay to the emulator that can stop forwarding: the store then
 /// stops answering, as a Firestore outage looks to the service.
@@ -326,7 +413,9 @@ impl Outage {
         let flag = down.clone();
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else { continue };
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
                 let (ri, wi) = inbound.into_split();
                 let (ro, wo) = outbound.into_split();
                 tokio::spawn(pipe(ri, wo, flag.clone()));
@@ -364,7 +453,9 @@ async fn pipe(
 /// store is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_stops_answering_gets_503_with_retry_after() {
-    let host = tokio::task::spawn_blocking(|| firestore_emulator_host().to_owned()).await.unwrap();
+    let host = tokio::task::spawn_blocking(|| firestore_emulator_host().to_owned())
+        .await
+        .unwrap();
     let outage = Outage::start(host).await;
     let store = firestore_store(&outage.address, Policy::default(), Duration::from_secs(30)).await;
     let server = Server::start(store, &[("KP_STORE_TIMEOUT_MS", "8000")]).await;
@@ -401,6 +492,9 @@ async fn a_store_that_stops_answering_gets_503_with_retry_after() {
     let (status, body) = answer;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["accepted"], json!(true));
-    let count = server.get(&format!("/v1/keypackages/count?owner={}", owner.pubkey())).await.1;
+    let count = server
+        .get(&format!("/v1/keypackages/count?owner={}", owner.pubkey()))
+        .await
+        .1;
     assert_eq!(count["available"], json!(1), "stored exactly once across the retry");
 }

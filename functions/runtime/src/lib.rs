@@ -32,7 +32,9 @@ pub fn init_tracing() {
 pub async fn serve(router: Router, config: &Config) -> anyhow::Result<()> {
     if on_lambda() {
         tracing::info!("serving under AWS Lambda");
-        return lambda_http::run(router).await.map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
+        return lambda_http::run(router)
+            .await
+            .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
     }
     let listener = TcpListener::bind(config.listen)
         .await

@@ -72,10 +72,16 @@ fn string_list(value: &Value, field: &str) -> Result<Vec<String>, FilterError> {
         .as_array()
         .ok_or_else(|| FilterError(format!("{field} must be an array")))?;
     if list.len() > MAX_FILTER_VALUES {
-        return Err(FilterError(format!("{field} lists more than {MAX_FILTER_VALUES} values")));
+        return Err(FilterError(format!(
+            "{field} lists more than {MAX_FILTER_VALUES} values"
+        )));
     }
     list.iter()
-        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| FilterError(format!("{field} must hold strings"))))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| FilterError(format!("{field} must hold strings")))
+        })
         .collect()
 }
 
@@ -97,10 +103,16 @@ impl Filter {
                 "ids" => filter.ids = Some(hex_set(value, "ids")?),
                 "authors" => filter.authors = Some(hex_set(value, "authors")?),
                 "kinds" => {
-                    let list = value.as_array().ok_or_else(|| FilterError("kinds must be an array".into()))?;
+                    let list = value
+                        .as_array()
+                        .ok_or_else(|| FilterError("kinds must be an array".into()))?;
                     let kinds = list
                         .iter()
-                        .map(|k| k.as_u64().and_then(|k| u16::try_from(k).ok()).ok_or_else(|| FilterError("kinds must hold integers 0-65535".into())))
+                        .map(|k| {
+                            k.as_u64()
+                                .and_then(|k| u16::try_from(k).ok())
+                                .ok_or_else(|| FilterError("kinds must hold integers 0-65535".into()))
+                        })
                         .collect::<Result<_, _>>()?;
                     filter.kinds = Some(kinds);
                 }
@@ -115,7 +127,13 @@ impl Filter {
                     let values = string_list(value, tag)?;
                     let values = values
                         .into_iter()
-                        .map(|v| if matches!(letter, 'i' | 'd' | 'e' | 'p') { normalize_hex64(&v).unwrap_or(v) } else { v })
+                        .map(|v| {
+                            if matches!(letter, 'i' | 'd' | 'e' | 'p') {
+                                normalize_hex64(&v).unwrap_or(v)
+                            } else {
+                                v
+                            }
+                        })
                         .collect();
                     filter.tags.insert(letter, values);
                 }
@@ -174,7 +192,10 @@ impl Filter {
             && self.keypackage_kinds().contains(&event.kind)
             && self.since.is_none_or(|since| event.created_at >= since)
             && self.until.is_none_or(|until| event.created_at <= until)
-            && self.tags.iter().all(|(letter, values)| tag_matches(*letter, values, record, event))
+            && self
+                .tags
+                .iter()
+                .all(|(letter, values)| tag_matches(*letter, values, record, event))
     }
 }
 
@@ -182,8 +203,7 @@ fn tag_matches(letter: char, values: &BTreeSet<String>, record: &KeyPackageRecor
     match letter {
         'i' => values.contains(&record.keypackage_ref),
         'd' => {
-            event.kind == KIND_KEYPACKAGE_ADDRESSABLE
-                && record.slot.as_ref().is_some_and(|slot| values.contains(slot))
+            event.kind == KIND_KEYPACKAGE_ADDRESSABLE && record.slot.as_ref().is_some_and(|slot| values.contains(slot))
         }
         other => {
             // Rare: read the tags of the stored event itself.

@@ -3,8 +3,7 @@
 /// Normalises a 64-character hex string (any case) to lowercase, or `None`
 /// when it is not 64 hex characters.
 pub fn normalize_hex64(value: &str) -> Option<String> {
-    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| value.to_ascii_lowercase())
+    (value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())).then(|| value.to_ascii_lowercase())
 }
 
 /// Whether `value` is exactly 64 lowercase hex characters.

@@ -28,8 +28,7 @@ pub mod validate;
 pub use config::{CapPolicy, Policy, ValidationConfig};
 pub use filter::{Filter, FilterError};
 pub use model::{
-    AuditRecord, ConsumedVia, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerEntry,
-    OwnerIndex, StoredEvent,
+    AuditRecord, ConsumedVia, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerEntry, OwnerIndex, StoredEvent,
 };
 pub use signals::{Deletion, SignalError, Welcome};
 pub use validate::{Invalid, KeyPackageEvent, validate_keypackage_event};

@@ -88,13 +88,9 @@ pub fn parse_keypackage(bytes: &[u8]) -> Result<ParsedKeyPackage, MlsError> {
         Some(inner) if KeyPackageIn::tls_deserialize_exact(inner).is_ok() => inner,
         _ => bytes,
     };
-    let key_package_in =
-        KeyPackageIn::tls_deserialize_exact(bare).map_err(|e| MlsError::Parse(e.to_string()))?;
+    let key_package_in = KeyPackageIn::tls_deserialize_exact(bare).map_err(|e| MlsError::Parse(e.to_string()))?;
     let crypto = RustCrypto::default();
-    let key_package: KeyPackage = match key_package_in
-        .clone()
-        .validate(&crypto, ProtocolVersion::Mls10)
-    {
+    let key_package: KeyPackage = match key_package_in.clone().validate(&crypto, ProtocolVersion::Mls10) {
         Ok(key_package) => key_package,
         Err(KeyPackageVerifyError::LifetimeError(_)) => key_package_in.into_unchecked(),
         Err(other) => return Err(MlsError::Verify(other.to_string())),

@@ -14,7 +14,12 @@ fn newest_first(a: &StoredEvent, b: &StoredEvent) -> std::cmp::Ordering {
 
 /// The newest `created_at` of a record's events and its lowest event id.
 fn recency(record: &KeyPackageRecord) -> (u64, &str) {
-    let newest = record.events.iter().map(|e| e.created_at).max().unwrap_or(record.created_at);
+    let newest = record
+        .events
+        .iter()
+        .map(|e| e.created_at)
+        .max()
+        .unwrap_or(record.created_at);
     let lowest = record.events.iter().map(|e| e.id.as_str()).min().unwrap_or("");
     (newest, lowest)
 }
@@ -34,7 +39,10 @@ pub fn choose_keypackages<'a>(
         if !record.is_live(now) || !seen.insert(record.keypackage_ref.as_str()) {
             continue;
         }
-        if filters.iter().any(|f| record.events.iter().any(|e| f.matches(record, e))) {
+        if filters
+            .iter()
+            .any(|f| record.events.iter().any(|e| f.matches(record, e)))
+        {
             by_owner.entry(record.owner.as_str()).or_default().push(record);
         }
     }

@@ -5,8 +5,8 @@
 
 use crate::config::{CapPolicy, Policy};
 use crate::model::{
-    AuditRecord, ConsumedVia, EventMeta, KeyPackageRecord, KeyPackageState, OwnerEntry,
-    OwnerIndex, SlotDeletion, SlotHead, StoredEvent,
+    AuditRecord, ConsumedVia, EventMeta, KeyPackageRecord, KeyPackageState, OwnerEntry, OwnerIndex, SlotDeletion,
+    SlotHead, StoredEvent,
 };
 use crate::signals::Deletion;
 use crate::validate::KeyPackageEvent;
@@ -94,7 +94,14 @@ pub enum IngestDecision {
     },
 }
 
-fn retirement(entry: &OwnerEntry, keypackage_ref: &str, state: KeyPackageState, via: ConsumedVia, by: Option<&str>, now: u64) -> Retirement {
+fn retirement(
+    entry: &OwnerEntry,
+    keypackage_ref: &str,
+    state: KeyPackageState,
+    via: ConsumedVia,
+    by: Option<&str>,
+    now: u64,
+) -> Retirement {
     Retirement {
         keypackage_ref: keypackage_ref.to_owned(),
         state,
@@ -105,7 +112,15 @@ fn retirement(entry: &OwnerEntry, keypackage_ref: &str, state: KeyPackageState, 
     }
 }
 
-fn audit(owner: &str, keypackage_ref: &str, entry: &OwnerEntry, via: ConsumedVia, requester: Option<&str>, policy: &Policy, now: u64) -> AuditRecord {
+fn audit(
+    owner: &str,
+    keypackage_ref: &str,
+    entry: &OwnerEntry,
+    via: ConsumedVia,
+    requester: Option<&str>,
+    policy: &Policy,
+    now: u64,
+) -> AuditRecord {
     AuditRecord {
         keypackage_ref: keypackage_ref.to_owned(),
         owner: owner.to_owned(),
@@ -145,7 +160,8 @@ pub fn plan_ingest(
     }
     // An available record that is no longer in the index has expired: the
     // new event starts it afresh.
-    let existing = existing.filter(|r| r.state != KeyPackageState::Available || owner.available.contains_key(&r.keypackage_ref));
+    let existing =
+        existing.filter(|r| r.state != KeyPackageState::Available || owner.available.contains_key(&r.keypackage_ref));
     if let Some(record) = existing {
         if record.state != KeyPackageState::Available {
             return IngestDecision::AlreadyUsed;
@@ -172,8 +188,23 @@ pub fn plan_ingest(
             }
             let old_ref = head.keypackage_ref.clone();
             if let Some(entry) = owner.available.remove(&old_ref) {
-                records.push(RecordWrite::Retire(retirement(&entry, &old_ref, KeyPackageState::Replaced, ConsumedVia::Replacement, Some(&kp.owner), now)));
-                audit_records.push(audit(&kp.owner, &old_ref, &entry, ConsumedVia::Replacement, Some(&kp.owner), policy, now));
+                records.push(RecordWrite::Retire(retirement(
+                    &entry,
+                    &old_ref,
+                    KeyPackageState::Replaced,
+                    ConsumedVia::Replacement,
+                    Some(&kp.owner),
+                    now,
+                )));
+                audit_records.push(audit(
+                    &kp.owner,
+                    &old_ref,
+                    &entry,
+                    ConsumedVia::Replacement,
+                    Some(&kp.owner),
+                    policy,
+                    now,
+                ));
                 retired.push(old_ref);
             }
         }
@@ -226,13 +257,34 @@ pub fn plan_ingest(
         None => {
             if owner.available.len() >= policy.max_per_owner {
                 match policy.on_cap {
-                    CapPolicy::Reject => return IngestDecision::OverCap { cap: policy.max_per_owner },
+                    CapPolicy::Reject => {
+                        return IngestDecision::OverCap {
+                            cap: policy.max_per_owner,
+                        };
+                    }
                     CapPolicy::ReplaceOldest => {
                         while owner.available.len() >= policy.max_per_owner.max(1) {
-                            let Some(oldest) = oldest_for_replacement(&owner) else { break };
+                            let Some(oldest) = oldest_for_replacement(&owner) else {
+                                break;
+                            };
                             let entry = owner.available.remove(&oldest).expect("chosen from the index");
-                            records.push(RecordWrite::Retire(retirement(&entry, &oldest, KeyPackageState::Replaced, ConsumedVia::Replacement, Some(&kp.owner), now)));
-                            audit_records.push(audit(&kp.owner, &oldest, &entry, ConsumedVia::Replacement, Some(&kp.owner), policy, now));
+                            records.push(RecordWrite::Retire(retirement(
+                                &entry,
+                                &oldest,
+                                KeyPackageState::Replaced,
+                                ConsumedVia::Replacement,
+                                Some(&kp.owner),
+                                now,
+                            )));
+                            audit_records.push(audit(
+                                &kp.owner,
+                                &oldest,
+                                &entry,
+                                ConsumedVia::Replacement,
+                                Some(&kp.owner),
+                                policy,
+                                now,
+                            ));
                             retired.push(oldest);
                         }
                     }
@@ -331,12 +383,12 @@ pub fn plan_claim(
         .filter(|(_, e)| !e.last_resort)
         .min_by(|(_, a), (_, b)| (a.created_at, a.lowest_event_id()).cmp(&(b.created_at, b.lowest_event_id())));
     let chosen = one_time.or_else(|| {
-        candidates()
-            .filter(|(_, e)| e.last_resort)
-            .max_by(|(_, a), (_, b)| {
-                // Newest first; ties go to the lower event id.
-                a.created_at.cmp(&b.created_at).then_with(|| b.lowest_event_id().cmp(a.lowest_event_id()))
-            })
+        candidates().filter(|(_, e)| e.last_resort).max_by(|(_, a), (_, b)| {
+            // Newest first; ties go to the lower event id.
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| b.lowest_event_id().cmp(a.lowest_event_id()))
+        })
     });
     let (keypackage_ref, _) = chosen?;
     let keypackage_ref = keypackage_ref.clone();
@@ -372,7 +424,14 @@ pub fn plan_use(
         }
     } else {
         owner.available.remove(keypackage_ref);
-        RecordWrite::Retire(retirement(&entry, keypackage_ref, KeyPackageState::Consumed, via, requester, now))
+        RecordWrite::Retire(retirement(
+            &entry,
+            keypackage_ref,
+            KeyPackageState::Consumed,
+            via,
+            requester,
+            now,
+        ))
     };
     owner.refresh_next_purge();
     Some(Plan {
@@ -422,8 +481,23 @@ pub fn plan_deletion(
     let mut retired = Vec::new();
     for keypackage_ref in refs {
         if let Some(entry) = owner.available.remove(&keypackage_ref) {
-            records.push(RecordWrite::Retire(retirement(&entry, &keypackage_ref, KeyPackageState::Deleted, ConsumedVia::Deletion, Some(&deletion.deleter), now)));
-            audit_records.push(audit(&deletion.deleter, &keypackage_ref, &entry, ConsumedVia::Deletion, Some(&deletion.deleter), policy, now));
+            records.push(RecordWrite::Retire(retirement(
+                &entry,
+                &keypackage_ref,
+                KeyPackageState::Deleted,
+                ConsumedVia::Deletion,
+                Some(&deletion.deleter),
+                now,
+            )));
+            audit_records.push(audit(
+                &deletion.deleter,
+                &keypackage_ref,
+                &entry,
+                ConsumedVia::Deletion,
+                Some(&deletion.deleter),
+                policy,
+                now,
+            ));
             retired.push(keypackage_ref);
         }
     }

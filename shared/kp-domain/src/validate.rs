@@ -185,11 +185,7 @@ struct Tags<'a> {
 }
 
 /// Validates a KeyPackage event given as JSON.
-pub fn validate_keypackage_event(
-    json: &str,
-    config: &ValidationConfig,
-    now: u64,
-) -> Result<KeyPackageEvent, Invalid> {
+pub fn validate_keypackage_event(json: &str, config: &ValidationConfig, now: u64) -> Result<KeyPackageEvent, Invalid> {
     if json.len() > config.max_event_bytes {
         return Err(Invalid::TooLarge {
             size: json.len(),
@@ -201,11 +197,7 @@ pub fn validate_keypackage_event(
 }
 
 /// Validates a KeyPackage event already parsed (its size checked by the caller).
-pub fn validate_parsed_event(
-    event: Event,
-    config: &ValidationConfig,
-    now: u64,
-) -> Result<KeyPackageEvent, Invalid> {
+pub fn validate_parsed_event(event: Event, config: &ValidationConfig, now: u64) -> Result<KeyPackageEvent, Invalid> {
     if event.tags.len() > MAX_TAGS || event.tags.iter().any(|t| t.as_slice().len() > MAX_TAG_VALUES + 1) {
         return Err(Invalid::TooManyTags);
     }
@@ -230,11 +222,18 @@ pub fn validate_parsed_event(
     let tags = read_tags(&event)?;
     let protocol_version = single_value(tags.protocol_version, "mls_protocol_version")?;
     if protocol_version != "1.0" {
-        return Err(bad_tag("mls_protocol_version", format!("expected 1.0, got {protocol_version:?}")));
+        return Err(bad_tag(
+            "mls_protocol_version",
+            format!("expected 1.0, got {protocol_version:?}"),
+        ));
     }
     let ciphersuite_tag = single_value(tags.ciphersuite, "mls_ciphersuite")?;
-    let tag_ciphersuite = parse_u16_code(ciphersuite_tag)
-        .ok_or_else(|| bad_tag("mls_ciphersuite", format!("not a ciphersuite code: {ciphersuite_tag:?}")))?;
+    let tag_ciphersuite = parse_u16_code(ciphersuite_tag).ok_or_else(|| {
+        bad_tag(
+            "mls_ciphersuite",
+            format!("not a ciphersuite code: {ciphersuite_tag:?}"),
+        )
+    })?;
     let advertised_extensions = parse_code_list(
         tags.extensions.ok_or(Invalid::MissingTag("mls_extensions"))?,
         "mls_extensions",
@@ -274,7 +273,11 @@ pub fn validate_parsed_event(
     let expiration = match tags.expiration {
         Some(values) => {
             let value = single_value(Some(values), "expiration")?;
-            Some(value.parse::<u64>().map_err(|_| bad_tag("expiration", format!("not a timestamp: {value:?}")))?)
+            Some(
+                value
+                    .parse::<u64>()
+                    .map_err(|_| bad_tag("expiration", format!("not a timestamp: {value:?}")))?,
+            )
         }
         None => None,
     };

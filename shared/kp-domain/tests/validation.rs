@@ -68,7 +68,11 @@ fn accepts_legacy_tags_and_hex_content() {
         vec!["mls_protocol_version".into(), "1.0".into()],
         vec!["ciphersuite".into(), "0x0001".into()],
         vec!["extensions".into(), "0x0001,0x0002,0x000a".into()],
-        vec!["relays".into(), "wss://relay.example.com".into(), "ws://127.0.0.1:7777".into()],
+        vec![
+            "relays".into(),
+            "wss://relay.example.com".into(),
+            "ws://127.0.0.1:7777".into(),
+        ],
         vec!["client".into(), "legacy".into()],
     ];
     let json = owner.sign(443, &tags, &hex::encode(&kp.bytes), NOW);
@@ -109,8 +113,14 @@ fn expiry_is_the_earliest_of_not_after_expiration_and_ttl() {
 fn the_real_mdk_071_event_validates_at_its_time() {
     let json = include_str!("../../../../shared/vectors/mdk071_kind443.json");
     let event = validate_keypackage_event(json.trim(), &config(), 1_791_424_425 + 60).expect("field vector is valid");
-    assert_eq!(event.keypackage_ref, "f3b8f97110e7d7f4f970ae9ac038f19fe5416658de5279e66b44f838d4a69920");
-    assert_eq!(event.owner, "74eb3a135097e9d7d8f4c672cb99002a1281488429b444488f8c7b666afa84cd");
+    assert_eq!(
+        event.keypackage_ref,
+        "f3b8f97110e7d7f4f970ae9ac038f19fe5416658de5279e66b44f838d4a69920"
+    );
+    assert_eq!(
+        event.owner,
+        "74eb3a135097e9d7d8f4c672cb99002a1281488429b444488f8c7b666afa84cd"
+    );
     assert!(event.last_resort);
     // And once its KeyPackage lifetime has ended, it is expired.
     let late = validate_keypackage_event(json.trim(), &config(), 1_799_000_000).unwrap_err();
@@ -119,8 +129,10 @@ fn the_real_mdk_071_event_validates_at_its_time() {
 
 #[test]
 fn the_real_mdk_0920_content_parses_with_its_advertised_ref() {
-    let fixture: Value =
-        serde_json::from_str(include_str!("../../../../shared/vectors/mdk0920_kind30443_content_only.json")).unwrap();
+    let fixture: Value = serde_json::from_str(include_str!(
+        "../../../../shared/vectors/mdk0920_kind30443_content_only.json"
+    ))
+    .unwrap();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(fixture["content"].as_str().unwrap())
         .unwrap();
@@ -144,7 +156,10 @@ fn rejects_a_bad_signature_and_a_wrong_id() {
 
     let mut event: Value = serde_json::from_str(&json).unwrap();
     event["created_at"] = Value::from(NOW - 1);
-    assert_eq!(rejection(&event.to_string()), "invalid: event id does not match the event");
+    assert_eq!(
+        rejection(&event.to_string()),
+        "invalid: event id does not match the event"
+    );
 }
 
 #[test]
@@ -165,7 +180,10 @@ fn rejects_a_keypackage_of_someone_else() {
     let mallory = Owner::new();
     let alices = alice.keypackage(KeyPackageSpec::one_time());
     let json = alices.event_443(&mallory, NOW);
-    assert_eq!(rejection(&json), "invalid: keypackage credential identity is not the event pubkey");
+    assert_eq!(
+        rejection(&json),
+        "invalid: keypackage credential identity is not the event pubkey"
+    );
 }
 
 #[test]
@@ -202,7 +220,10 @@ fn rejects_missing_repeated_and_malformed_tags() {
     let owner = Owner::new();
     let kp = owner.keypackage(KeyPackageSpec::one_time());
     for (tag, expected) in [
-        ("mls_protocol_version", "invalid: missing required tag mls_protocol_version"),
+        (
+            "mls_protocol_version",
+            "invalid: missing required tag mls_protocol_version",
+        ),
         ("mls_ciphersuite", "invalid: missing required tag mls_ciphersuite"),
         ("mls_extensions", "invalid: missing required tag mls_extensions"),
         ("relays", "invalid: missing required tag relays"),
@@ -222,11 +243,17 @@ fn rejects_missing_repeated_and_malformed_tags() {
 
     let mut tags = kp.tags_443();
     tags.push(vec!["i".into(), kp.keypackage_ref.clone()]);
-    assert_eq!(rejection(&owner.sign(443, &tags, &kp.base64(), NOW)), "invalid: tag i appears more than once");
+    assert_eq!(
+        rejection(&owner.sign(443, &tags, &kp.base64(), NOW)),
+        "invalid: tag i appears more than once"
+    );
 
     let mut tags = kp.tags_443();
     tags.push(vec!["ciphersuite".into(), "0x0001".into()]);
-    assert_eq!(rejection(&owner.sign(443, &tags, &kp.base64(), NOW)), "invalid: tag ciphersuite appears more than once");
+    assert_eq!(
+        rejection(&owner.sign(443, &tags, &kp.base64(), NOW)),
+        "invalid: tag ciphersuite appears more than once"
+    );
 
     let mut tags = kp.tags_443();
     set_tag(&mut tags, "relays", &["https://relay.example.com"]);
@@ -241,14 +268,20 @@ fn rejects_missing_repeated_and_malformed_tags() {
     assert!(rejection(&owner.sign(443, &tags, &kp.base64(), NOW)).starts_with("invalid: bad mls_protocol_version tag"));
 
     let json = owner.sign(1, &kp.tags_443(), &kp.base64(), NOW);
-    assert_eq!(rejection(&json), "invalid: kind 1 is not a keypackage kind (443 or 30443)");
+    assert_eq!(
+        rejection(&json),
+        "invalid: kind 1 is not a keypackage kind (443 or 30443)"
+    );
 }
 
 #[test]
 fn rejects_content_that_does_not_decode_as_its_tags_say() {
     let owner = Owner::new();
     let kp = owner.keypackage(KeyPackageSpec::one_time());
-    assert_eq!(rejection(&owner.sign(443, &kp.tags_443(), "", NOW)), "invalid: content is empty");
+    assert_eq!(
+        rejection(&owner.sign(443, &kp.tags_443(), "", NOW)),
+        "invalid: content is empty"
+    );
     assert_eq!(
         rejection(&owner.sign(443, &kp.tags_443(), "not base64 at all!", NOW)),
         "invalid: content is not valid base64"
@@ -260,7 +293,10 @@ fn rejects_content_that_does_not_decode_as_its_tags_say() {
     assert!(message.starts_with("invalid: keypackage"), "{message}");
 
     let legacy = without_tag(&kp.tags_443(), "encoding");
-    assert_eq!(rejection(&owner.sign(443, &legacy, &kp.base64(), NOW)), "invalid: content is not valid hex");
+    assert_eq!(
+        rejection(&owner.sign(443, &legacy, &kp.base64(), NOW)),
+        "invalid: content is not valid hex"
+    );
 
     let mut hex_30443 = kp.tags_30443(&"ab".repeat(32));
     set_tag(&mut hex_30443, "encoding", &["hex"]);
@@ -282,13 +318,18 @@ fn rejects_oversized_events() {
         max_event_bytes: 600,
         ..config()
     };
-    let message = validate_keypackage_event(&kp.event_443(&owner, NOW), &small, NOW).unwrap_err().message();
+    let message = validate_keypackage_event(&kp.event_443(&owner, NOW), &small, NOW)
+        .unwrap_err()
+        .message();
     assert!(message.starts_with("invalid: event is"), "{message}");
     let mut tags = kp.tags_443();
     for n in 0..70 {
         tags.push(vec!["t".into(), n.to_string()]);
     }
-    assert_eq!(rejection(&owner.sign(443, &tags, &kp.base64(), NOW)), "invalid: too many tags or tag values");
+    assert_eq!(
+        rejection(&owner.sign(443, &tags, &kp.base64(), NOW)),
+        "invalid: too many tags or tag values"
+    );
 }
 
 #[test]
@@ -302,7 +343,10 @@ fn rejects_future_expired_and_overlong_keypackages() {
     assert_eq!(rejection(&kp.event_443(&owner, NOW - 2_592_000)), "invalid: expired");
     let mut tags = kp.tags_443();
     tags.push(vec!["expiration".into(), (NOW - 1).to_string()]);
-    assert_eq!(rejection(&owner.sign(443, &tags, &kp.base64(), NOW)), "invalid: expired");
+    assert_eq!(
+        rejection(&owner.sign(443, &tags, &kp.base64(), NOW)),
+        "invalid: expired"
+    );
 
     let ended = owner.keypackage(KeyPackageSpec {
         not_before: NOW - 10_000,
@@ -337,5 +381,8 @@ fn a_keypackage_made_for_another_identity_length_is_refused() {
     let owner = Owner::new();
     let odd = make_keypackage(b"short identity", KeyPackageSpec::one_time());
     let json = owner.sign(443, &without_tag(&odd.tags_443(), "i"), &odd.base64(), NOW);
-    assert_eq!(rejection(&json), "invalid: keypackage credential identity is not the event pubkey");
+    assert_eq!(
+        rejection(&json),
+        "invalid: keypackage credential identity is not the event pubkey"
+    );
 }

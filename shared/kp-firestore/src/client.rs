@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use firestore::gcloud_sdk::GoogleAuthHeaders;
 use firestore::gcloud_sdk::google::firestore::v1::{
     CommitRequest, Document, DocumentMask, Precondition, Write, precondition::ConditionType, write::Operation,
 };
 use firestore::gcloud_sdk::google_cloud_auth::credentials::anonymous;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use firestore::gcloud_sdk::tonic::{Code, Request};
-use firestore::gcloud_sdk::GoogleAuthHeaders;
 use firestore::{FirestoreDb, FirestoreDbOptions};
 use futures::{StreamExt as _, TryStreamExt as _};
 use kp_domain::rules::{Plan, RecordWrite};
@@ -68,7 +68,6 @@ fn versioned<T: DeserializeOwned>(doc: &Document) -> StoreResult<Versioned<T>> {
         name: doc.name.clone(),
         update_time: doc
             .update_time
-            .clone()
             .ok_or_else(|| StoreError::Corrupt(format!("{} has no update_time", doc.name)))?,
     })
 }
@@ -324,7 +323,13 @@ impl Client {
         if let Some(limit) = limit {
             query = query.limit(limit as u32);
         }
-        Ok(query.query().await.map_err(unavailable)?.into_iter().map(|d| d.name).collect())
+        Ok(query
+            .query()
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|d| d.name)
+            .collect())
     }
 
     pub(crate) async fn delete_audit(&self, names: Vec<String>) -> StoreResult<u64> {
@@ -357,7 +362,8 @@ impl Client {
         mask: Option<&[&str]>,
         version: Option<Timestamp>,
     ) -> StoreResult<Write> {
-        let doc = FirestoreDb::serialize_to_doc(name.as_str(), value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let doc =
+            FirestoreDb::serialize_to_doc(name.as_str(), value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Write {
             update_mask: mask.map(|fields| DocumentMask {
                 field_paths: fields.iter().map(|f| (*f).to_owned()).collect(),
@@ -376,8 +382,18 @@ impl Client {
 
     /// Commits a plan: the owner index (conditional on `version`, or on not
     /// existing yet), the record changes and the audit records, atomically.
-    pub(crate) async fn commit_plan(&self, owner: &str, version: Option<Timestamp>, plan: &Plan) -> StoreResult<Committed> {
-        let mut writes = vec![self.put_write(self.doc_name(&self.collections.owners, owner), &plan.owner, None, version)?];
+    pub(crate) async fn commit_plan(
+        &self,
+        owner: &str,
+        version: Option<Timestamp>,
+        plan: &Plan,
+    ) -> StoreResult<Committed> {
+        let mut writes = vec![self.put_write(
+            self.doc_name(&self.collections.owners, owner),
+            &plan.owner,
+            None,
+            version,
+        )?];
         for change in &plan.records {
             writes.push(match change {
                 RecordWrite::Put(record) => {
@@ -397,7 +413,14 @@ impl Client {
                         consumed_by: retirement.by.as_deref(),
                         purge_at: retirement.purge_at,
                     };
-                    let mask = ["state", "events", "consumed_at", "consumed_via", "consumed_by", "purge_at"];
+                    let mask = [
+                        "state",
+                        "events",
+                        "consumed_at",
+                        "consumed_via",
+                        "consumed_by",
+                        "purge_at",
+                    ];
                     self.put_write(name, &fields, Some(&mask), None)?
                 }
                 RecordWrite::RecordUse {
@@ -445,7 +468,9 @@ impl Client {
         match self.db.client().get().commit(request).await {
             Ok(_) => Ok(Committed::Yes),
             Err(status) => match status.code() {
-                Code::FailedPrecondition | Code::AlreadyExists | Code::NotFound | Code::Aborted => Ok(Committed::Conflict),
+                Code::FailedPrecondition | Code::AlreadyExists | Code::NotFound | Code::Aborted => {
+                    Ok(Committed::Conflict)
+                }
                 _ => Err(unavailable(format!("commit failed: {status}"))),
             },
         }

@@ -32,12 +32,12 @@ use kp_domain::filter::{CandidateSource, Filter};
 use kp_domain::query::select_events;
 use kp_domain::rules::{self, IngestDecision, Plan};
 use kp_domain::{
-    AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState,
-    OwnerCount, OwnerIndex, Policy,
+    AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerIndex,
+    Policy,
 };
 use kp_store::{
-    CleanupOptions, CleanupReport, Claimed, ConsumeOutcome, DeletionOutcome, IngestOutcome, Store,
-    StoreError, StoreResult,
+    Claimed, CleanupOptions, CleanupReport, ConsumeOutcome, DeletionOutcome, IngestOutcome, Store, StoreError,
+    StoreResult,
 };
 
 use crate::backoff::Backoff;
@@ -93,7 +93,7 @@ impl FirestoreStore {
         plan: &Plan,
         backoff: &mut Backoff,
     ) -> StoreResult<bool> {
-        let version = read.as_ref().map(|v| v.update_time.clone());
+        let version = read.as_ref().map(|v| v.update_time);
         match self.client.commit_plan(owner, version, plan).await? {
             Committed::Yes => Ok(true),
             Committed::Conflict => backoff.wait().await.map(|_| false),
@@ -119,7 +119,13 @@ impl Store for FirestoreStore {
             // is seen (and any later change fails the commit).
             let read = self.client.owner(&keypackage.owner).await?;
             let existing = self.client.record(&keypackage.keypackage_ref).await?;
-            let decision = rules::plan_ingest(&index_of(&read), existing.as_ref().map(|v| &v.value), keypackage, &self.policy, now);
+            let decision = rules::plan_ingest(
+                &index_of(&read),
+                existing.as_ref().map(|v| &v.value),
+                keypackage,
+                &self.policy,
+                now,
+            );
             let (plan, outcome) = match decision {
                 IngestDecision::Store { plan, twin: true, .. } => (plan, IngestOutcome::StoredTwin),
                 IngestDecision::Store { plan, retired, .. } => (plan, IngestOutcome::Stored { retired }),
@@ -137,7 +143,9 @@ impl Store for FirestoreStore {
     async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>> {
         let mut candidates: BTreeMap<String, KeyPackageRecord> = BTreeMap::new();
         for filter in filters {
-            let Some(source) = filter.candidate_source() else { continue };
+            let Some(source) = filter.candidate_source() else {
+                continue;
+            };
             let found = match source {
                 CandidateSource::Authors(owners) => {
                     let indexes = self.client.owners(&owners).await?;
@@ -184,7 +192,10 @@ impl Store for FirestoreStore {
                 });
             };
             let record = self.client.record(&choice.keypackage_ref).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!("owner index names missing keypackage {}", choice.keypackage_ref))
+                StoreError::Corrupt(format!(
+                    "owner index names missing keypackage {}",
+                    choice.keypackage_ref
+                ))
             })?;
             if self.try_commit(owner, &read, &choice.plan, &mut backoff).await? {
                 return Ok(Claimed {
@@ -203,7 +214,13 @@ impl Store for FirestoreStore {
         via: ConsumedVia,
         now: u64,
     ) -> StoreResult<ConsumeOutcome> {
-        let Some(found) = self.client.records_by_event_ids(&[event_id.to_owned()]).await?.into_iter().next() else {
+        let Some(found) = self
+            .client
+            .records_by_event_ids(&[event_id.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+        else {
             return Ok(ConsumeOutcome::NotFound);
         };
         let keypackage_ref = found.keypackage_ref;
@@ -211,7 +228,15 @@ impl Store for FirestoreStore {
         loop {
             let read = self.client.owner(&found.owner).await?;
             let index = index_of(&read);
-            let Some(plan) = rules::plan_use(&found.owner, &index, &keypackage_ref, consumed_by, via, &self.policy, now) else {
+            let Some(plan) = rules::plan_use(
+                &found.owner,
+                &index,
+                &keypackage_ref,
+                consumed_by,
+                via,
+                &self.policy,
+                now,
+            ) else {
                 // The index was read before this record: the record's state
                 // is at least as new as the index.
                 let state = self.client.record(&keypackage_ref).await?.map(|v| v.value.state);

@@ -195,18 +195,26 @@ mod tests {
         let mut used = vec![false; declared.len()];
         for query in StoreQuery::ALL {
             let shape = query.shape();
-            let Some(needed) = shape.composite_index() else { continue };
+            let Some(needed) = shape.composite_index() else {
+                continue;
+            };
             let needed: Vec<(String, Direction)> = needed.into_iter().map(|(f, d)| (f.to_owned(), d)).collect();
             let position = declared
                 .iter()
                 .position(|(collection, fields)| collection == shape.collection && *fields == needed);
             let position = position.unwrap_or_else(|| {
-                panic!("{query:?} needs a composite index on {} {needed:?}, not declared in firestore.indexes.json", shape.collection)
+                panic!(
+                    "{query:?} needs a composite index on {} {needed:?}, not declared in firestore.indexes.json",
+                    shape.collection
+                )
             });
             used[position] = true;
         }
         for ((collection, fields), used) in declared.iter().zip(used) {
-            assert!(used, "firestore.indexes.json declares an index no query uses: {collection} {fields:?}");
+            assert!(
+                used,
+                "firestore.indexes.json declares an index no query uses: {collection} {fields:?}"
+            );
         }
     }
 
@@ -218,17 +226,32 @@ mod tests {
             .unwrap()
             .iter()
             .filter(|o| o["indexes"].as_array().is_some_and(|i| i.is_empty()))
-            .map(|o| (o["collectionGroup"].as_str().unwrap().into(), o["fieldPath"].as_str().unwrap().into()))
+            .map(|o| {
+                (
+                    o["collectionGroup"].as_str().unwrap().into(),
+                    o["fieldPath"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         for needed in [("keypackages", "events"), ("keypackage_owners", "available")] {
-            assert!(exempt.contains(&(needed.0.into(), needed.1.into())), "{needed:?} must be exempt from indexing");
+            assert!(
+                exempt.contains(&(needed.0.into(), needed.1.into())),
+                "{needed:?} must be exempt from indexing"
+            );
         }
         // No query filters on an exempt field.
         for query in StoreQuery::ALL {
             let shape = query.shape();
-            let fields = shape.filters.iter().map(|(f, _)| *f).chain(shape.order_by.iter().map(|(f, _)| *f));
+            let fields = shape
+                .filters
+                .iter()
+                .map(|(f, _)| *f)
+                .chain(shape.order_by.iter().map(|(f, _)| *f));
             for field in fields {
-                assert!(!exempt.contains(&(shape.collection.into(), field.into())), "{query:?} uses exempt {field}");
+                assert!(
+                    !exempt.contains(&(shape.collection.into(), field.into())),
+                    "{query:?} uses exempt {field}"
+                );
             }
         }
     }

@@ -180,7 +180,9 @@ impl Config {
                 .parse()
                 .map_err(|_| bad("KP_LISTEN", format!("expected host:port, got {listen:?}")))?,
             (None, Some(port)) => {
-                let port: u16 = port.parse().map_err(|_| bad("PORT", format!("expected a port, got {port:?}")))?;
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| bad("PORT", format!("expected a port, got {port:?}")))?;
                 SocketAddr::from(([0, 0, 0, 0], port))
             }
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -189,23 +191,40 @@ impl Config {
             s if s == "firestore" => StoreKind::Firestore,
             s if s.starts_with("sqlite:") && s.len() > "sqlite:".len() => StoreKind::Sqlite(s),
             s if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-                return Err(bad("KP_STORE", "the PostgreSQL backend is not part of this build; use sqlite:<path> or firestore"));
+                return Err(bad(
+                    "KP_STORE",
+                    "the PostgreSQL backend is not part of this build; use sqlite:<path> or firestore",
+                ));
             }
             s => {
-                return Err(bad("KP_STORE", format!("expected sqlite:<path>, sqlite::memory: or firestore, got {s:?}")));
+                return Err(bad(
+                    "KP_STORE",
+                    format!("expected sqlite:<path>, sqlite::memory: or firestore, got {s:?}"),
+                ));
             }
         };
         let firestore = FirestoreConfig {
-            project_id: vars.get("FIRESTORE_PROJECT_ID").or_else(|| vars.get("GOOGLE_CLOUD_PROJECT")),
+            project_id: vars
+                .get("FIRESTORE_PROJECT_ID")
+                .or_else(|| vars.get("GOOGLE_CLOUD_PROJECT")),
             database_id: vars.get("FIRESTORE_DATABASE_ID").unwrap_or_else(|| "(default)".into()),
             emulator_host: vars.get("FIRESTORE_EMULATOR_HOST"),
         };
         if store == StoreKind::Firestore && firestore.project_id.is_none() {
-            return Err(bad("FIRESTORE_PROJECT_ID", "required with KP_STORE=firestore (or set GOOGLE_CLOUD_PROJECT)"));
+            return Err(bad(
+                "FIRESTORE_PROJECT_ID",
+                "required with KP_STORE=firestore (or set GOOGLE_CLOUD_PROJECT)",
+            ));
         }
         let relay_tokens: Vec<String> = vars
             .get("KP_RELAY_TOKEN")
-            .map(|v| v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         if relay_tokens.is_empty() && !listen.ip().is_loopback() {
             return Err(bad(
@@ -243,10 +262,34 @@ impl Config {
                 .get("KP_PUBLIC_URL")
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| format!("http://{listen}")),
-            claim_rate: vars.parse("KP_CLAIM_RATE", Rate { count: 6, per: Duration::from_secs(600) })?,
-            owner_claim_rate: vars.parse("KP_OWNER_CLAIM_RATE", Rate { count: 60, per: Duration::from_secs(600) })?,
-            anon_claim_rate: vars.parse("KP_ANON_CLAIM_RATE", Rate { count: 2, per: Duration::from_secs(600) })?,
-            ingest_rate: vars.parse("KP_INGEST_RATE", Rate { count: 30, per: Duration::from_secs(600) })?,
+            claim_rate: vars.parse(
+                "KP_CLAIM_RATE",
+                Rate {
+                    count: 6,
+                    per: Duration::from_secs(600),
+                },
+            )?,
+            owner_claim_rate: vars.parse(
+                "KP_OWNER_CLAIM_RATE",
+                Rate {
+                    count: 60,
+                    per: Duration::from_secs(600),
+                },
+            )?,
+            anon_claim_rate: vars.parse(
+                "KP_ANON_CLAIM_RATE",
+                Rate {
+                    count: 2,
+                    per: Duration::from_secs(600),
+                },
+            )?,
+            ingest_rate: vars.parse(
+                "KP_INGEST_RATE",
+                Rate {
+                    count: 30,
+                    per: Duration::from_secs(600),
+                },
+            )?,
             store_timeout: Duration::from_millis(vars.positive("KP_STORE_TIMEOUT_MS", 10_000)?),
         })
     }
@@ -271,7 +314,13 @@ mod tests {
         assert_eq!(c.validation, ValidationConfig::default());
         assert_eq!(c.cleanup_interval, Some(Duration::from_secs(3600)));
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
-        assert_eq!(c.claim_rate, Rate { count: 6, per: Duration::from_secs(600) });
+        assert_eq!(
+            c.claim_rate,
+            Rate {
+                count: 6,
+                per: Duration::from_secs(600)
+            }
+        );
         assert!(!c.consume_on_query);
         assert_eq!(c.firestore.database_id, "(default)");
     }
@@ -301,9 +350,15 @@ mod tests {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{err}");
         }
-        assert_eq!(config(&[("KP_STORE", "firestore")]).unwrap_err().variable, "FIRESTORE_PROJECT_ID");
+        assert_eq!(
+            config(&[("KP_STORE", "firestore")]).unwrap_err().variable,
+            "FIRESTORE_PROJECT_ID"
+        );
         let c = config(&[("KP_STORE", "firestore"), ("GOOGLE_CLOUD_PROJECT", "p")]).unwrap();
         assert_eq!(c.firestore.project_id.as_deref(), Some("p"));
-        assert_eq!(config(&[("KP_CLEANUP_INTERVAL_SECS", "0")]).unwrap().cleanup_interval, None);
+        assert_eq!(
+            config(&[("KP_CLEANUP_INTERVAL_SECS", "0")]).unwrap().cleanup_interval,
+            None
+        );
     }
 }

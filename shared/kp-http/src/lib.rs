@@ -84,7 +84,11 @@ impl AppState {
     }
 
     /// Runs a store call under the configured deadline, timing it.
-    pub async fn store_call<T>(&self, op: &'static str, call: impl Future<Output = StoreResult<T>>) -> Result<T, ApiError> {
+    pub async fn store_call<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = StoreResult<T>>,
+    ) -> Result<T, ApiError> {
         let started = Instant::now();
         let result = tokio::time::timeout(self.config.store_timeout, call).await;
         self.metrics
@@ -95,7 +99,10 @@ impl AppState {
             Ok(answer) => answer.map_err(ApiError::from),
             Err(_) => {
                 tracing::warn!(op, timeout = ?self.config.store_timeout, "store call timed out");
-                Err(ApiError::Unavailable(format!("{op} took longer than {:?}", self.config.store_timeout)))
+                Err(ApiError::Unavailable(format!(
+                    "{op} took longer than {:?}",
+                    self.config.store_timeout
+                )))
             }
         }
     }
@@ -105,7 +112,9 @@ impl AppState {
 pub async fn open_store(config: &Config) -> StoreResult<Arc<dyn Store>> {
     Ok(match &config.store {
         StoreKind::Sqlite(spec) => {
-            let path = spec.parse().map_err(|e| kp_store::StoreError::Unavailable(format!("KP_STORE: {e}")))?;
+            let path = spec
+                .parse()
+                .map_err(|e| kp_store::StoreError::Unavailable(format!("KP_STORE: {e}")))?;
             Arc::new(SqliteStore::open(path, config.policy.clone())?)
         }
         StoreKind::Firestore => {
@@ -165,16 +174,14 @@ pub fn router(state: AppState, function: Function) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(DefaultBodyLimit::disable())
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
@@ -242,7 +249,11 @@ impl LimitedBody {
 
     /// Parses the body as JSON of type `T` (400 when it is not).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let text = if self.0.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &self.0[..] };
+        let text = if self.0.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &self.0[..]
+        };
         serde_json::from_slice(text).map_err(|e| ApiError::BadRequest(format!("malformed body: {e}")))
     }
 
@@ -259,7 +270,9 @@ impl FromRequest<AppState> for EventBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        LimitedBody::read(request, state.config.validation.max_event_bytes).await.map(Self)
+        LimitedBody::read(request, state.config.validation.max_event_bytes)
+            .await
+            .map(Self)
     }
 }
 

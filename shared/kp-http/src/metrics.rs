@@ -38,13 +38,17 @@ impl Metrics {
         )
         .expect("valid metric");
         let keypackages = IntCounterVec::new(
-            Opts::new("kp_keypackages_total", "KeyPackages ingested, claimed, consumed and expired"),
+            Opts::new(
+                "kp_keypackages_total",
+                "KeyPackages ingested, claimed, consumed and expired",
+            ),
             &["event"],
         )
         .expect("valid metric");
         let store_latency = HistogramVec::new(
-            HistogramOpts::new("kp_store_latency_seconds", "Latency of store calls")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new("kp_store_latency_seconds", "Latency of store calls").buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["op"],
         )
         .expect("valid metric");

@@ -102,8 +102,14 @@ pub async fn ingest_stores_and_query_serves_the_event_verbatim(make: MakeStore) 
     let store = make(policy()).await;
     let owner = Owner::new();
     let json = one_time(&owner).event_443(&owner, NOW - 10);
-    assert_eq!(ingest(&store, &json, NOW).await, IngestOutcome::Stored { retired: vec![] });
-    let served = store.query(&[filter(json!({"authors": [owner.pubkey()]}))], NOW).await.unwrap();
+    assert_eq!(
+        ingest(&store, &json, NOW).await,
+        IngestOutcome::Stored { retired: vec![] }
+    );
+    let served = store
+        .query(&[filter(json!({"authors": [owner.pubkey()]}))], NOW)
+        .await
+        .unwrap();
     assert_eq!(served.len(), 1);
     let sent: serde_json::Value = serde_json::from_str(&json).unwrap();
     let got: serde_json::Value = serde_json::from_str(&served[0]).unwrap();
@@ -117,7 +123,10 @@ pub async fn ingest_is_idempotent(make: MakeStore) {
     let json = one_time(&owner).event_443(&owner, NOW - 10);
     ingest(&store, &json, NOW).await;
     assert_eq!(ingest(&store, &json, NOW).await, IngestOutcome::Duplicate);
-    assert_eq!(IngestOutcome::Duplicate.decision(), (true, "duplicate: already have this event".to_string()));
+    assert_eq!(
+        IngestOutcome::Duplicate.decision(),
+        (true, "duplicate: already have this event".to_string())
+    );
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 1);
     assert_eq!(authors_ids(&store, &owner, NOW).await.len(), 1);
 }
@@ -130,18 +139,36 @@ pub async fn twins_are_one_keypackage(make: MakeStore) {
     let kp = one_time(&owner);
     let e443 = kp.event_443(&owner, NOW - 10);
     let e30443 = kp.event_30443(&owner, &kp.default_slot(), NOW - 10);
-    assert_eq!(ingest(&store, &e443, NOW).await, IngestOutcome::Stored { retired: vec![] });
+    assert_eq!(
+        ingest(&store, &e443, NOW).await,
+        IngestOutcome::Stored { retired: vec![] }
+    );
     assert_eq!(ingest(&store, &e30443, NOW).await, IngestOutcome::StoredTwin);
     let count = store.count(&owner.pubkey(), NOW).await.unwrap();
     assert_eq!((count.available, count.one_time), (1, 1), "twins count once");
     let served: BTreeSet<String> = authors_ids(&store, &owner, NOW).await.into_iter().collect();
     assert_eq!(served, BTreeSet::from([event_id(&e443), event_id(&e30443)]));
-    let only_443 = served_ids(&store, &[filter(json!({"authors": [owner.pubkey()], "kinds": [443]}))], NOW).await;
+    let only_443 = served_ids(
+        &store,
+        &[filter(json!({"authors": [owner.pubkey()], "kinds": [443]}))],
+        NOW,
+    )
+    .await;
     assert_eq!(only_443, vec![event_id(&e443)]);
 
-    let claimed = store.claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW).await.unwrap();
-    assert_eq!(claimed.event.as_deref().map(event_id), Some(event_id(&e30443)), "the 30443 twin is handed out");
-    assert!(authors_ids(&store, &owner, NOW).await.is_empty(), "consuming one twin consumes both");
+    let claimed = store
+        .claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.event.as_deref().map(event_id),
+        Some(event_id(&e30443)),
+        "the 30443 twin is handed out"
+    );
+    assert!(
+        authors_ids(&store, &owner, NOW).await.is_empty(),
+        "consuming one twin consumes both"
+    );
     assert_eq!(ingest(&store, &e443, NOW).await, IngestOutcome::AlreadyUsed);
 }
 
@@ -156,15 +183,28 @@ pub async fn a_newer_30443_replaces_the_older_in_its_slot(make: MakeStore) {
     let first_json = first.event_30443(&owner, &slot, NOW - 100);
     ingest(&store, &first_json, NOW).await;
     let outcome = ingest(&store, &second.event_30443(&owner, &slot, NOW - 50), NOW).await;
-    assert_eq!(outcome, IngestOutcome::Stored { retired: vec![first.keypackage_ref.clone()] });
+    assert_eq!(
+        outcome,
+        IngestOutcome::Stored {
+            retired: vec![first.keypackage_ref.clone()]
+        }
+    );
     let served = authors_ids(&store, &owner, NOW).await;
     assert_eq!(served.len(), 1);
-    assert_ne!(served[0], event_id(&first_json), "the replaced keypackage is no longer served");
+    assert_ne!(
+        served[0],
+        event_id(&first_json),
+        "the replaced keypackage is no longer served"
+    );
     assert_eq!(
         ingest(&store, &older.event_30443(&owner, &slot, NOW - 200), NOW).await,
         IngestOutcome::SlotHeldByNewer
     );
-    assert_eq!(ingest(&store, &first_json, NOW).await, IngestOutcome::AlreadyUsed, "replaced never returns");
+    assert_eq!(
+        ingest(&store, &first_json, NOW).await,
+        IngestOutcome::AlreadyUsed,
+        "replaced never returns"
+    );
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 1);
 }
 
@@ -179,13 +219,21 @@ pub async fn the_cap_rejects_exactly_at_the_limit(make: MakeStore) {
     let owner = Owner::new();
     let kps: Vec<_> = (0..4).map(|_| one_time(&owner)).collect();
     for kp in &kps[..3] {
-        assert!(matches!(ingest(&store, &kp.event_443(&owner, NOW - 10), NOW).await, IngestOutcome::Stored { .. }));
+        assert!(matches!(
+            ingest(&store, &kp.event_443(&owner, NOW - 10), NOW).await,
+            IngestOutcome::Stored { .. }
+        ));
     }
     let over = ingest(&store, &kps[3].event_443(&owner, NOW - 10), NOW).await;
     assert_eq!(over, IngestOutcome::OverCap { cap: 3 });
     assert!(over.decision().1.starts_with("rate-limited: "));
     assert_eq!(
-        ingest(&store, &kps[0].event_30443(&owner, &kps[0].default_slot(), NOW - 10), NOW).await,
+        ingest(
+            &store,
+            &kps[0].event_30443(&owner, &kps[0].default_slot(), NOW - 10),
+            NOW
+        )
+        .await,
         IngestOutcome::StoredTwin
     );
     let count = store.count(&owner.pubkey(), NOW).await.unwrap();
@@ -208,7 +256,12 @@ pub async fn replace_oldest_retires_the_oldest_one_time_keypackage(make: MakeSto
     ingest(&store, &last_resort.event_443(&owner, NOW - 400), NOW).await;
     ingest(&store, &oldest_json, NOW).await;
     let outcome = ingest(&store, &newest.event_443(&owner, NOW - 10), NOW).await;
-    assert_eq!(outcome, IngestOutcome::Stored { retired: vec![oldest.keypackage_ref.clone()] });
+    assert_eq!(
+        outcome,
+        IngestOutcome::Stored {
+            retired: vec![oldest.keypackage_ref.clone()]
+        }
+    );
     let served = authors_ids(&store, &owner, NOW).await;
     assert!(!served.contains(&event_id(&oldest_json)));
     assert_eq!(ingest(&store, &oldest_json, NOW).await, IngestOutcome::AlreadyUsed);
@@ -235,21 +288,43 @@ pub async fn query_honours_every_filter_field(make: MakeStore) {
     let me = owner.pubkey();
     let store = &store;
     let ids = |v| async move { served_ids(store, &[filter(v)], NOW).await };
-    assert_eq!(ids(json!({"ids": [event_id(&b443).to_uppercase()]})).await, vec![event_id(&b443)]);
-    assert_eq!(ids(json!({"authors": [me], "kinds": [30443]})).await, vec![event_id(&a30443)]);
-    assert_eq!(ids(json!({"authors": [me], "since": NOW - 200})).await, vec![event_id(&b443)]);
-    let until: BTreeSet<_> = ids(json!({"authors": [me], "until": NOW - 200})).await.into_iter().collect();
+    assert_eq!(
+        ids(json!({"ids": [event_id(&b443).to_uppercase()]})).await,
+        vec![event_id(&b443)]
+    );
+    assert_eq!(
+        ids(json!({"authors": [me], "kinds": [30443]})).await,
+        vec![event_id(&a30443)]
+    );
+    assert_eq!(
+        ids(json!({"authors": [me], "since": NOW - 200})).await,
+        vec![event_id(&b443)]
+    );
+    let until: BTreeSet<_> = ids(json!({"authors": [me], "until": NOW - 200}))
+        .await
+        .into_iter()
+        .collect();
     assert_eq!(until, BTreeSet::from([event_id(&a443), event_id(&a30443)]));
-    assert_eq!(ids(json!({"authors": [me], "limit": 1})).await, vec![event_id(&b443)], "newest first");
+    assert_eq!(
+        ids(json!({"authors": [me], "limit": 1})).await,
+        vec![event_id(&b443)],
+        "newest first"
+    );
     let by_ref: BTreeSet<_> = ids(json!({"#i": [a.keypackage_ref]})).await.into_iter().collect();
     assert_eq!(by_ref, BTreeSet::from([event_id(&a443), event_id(&a30443)]));
     assert_eq!(ids(json!({"#d": [a.default_slot()]})).await, vec![event_id(&a30443)]);
     assert!(ids(json!({"authors": [me], "kinds": [1]})).await.is_empty());
-    assert_eq!(ids(json!({"kinds": [443], "since": NOW - 200})).await, vec![event_id(&b443)]);
+    assert_eq!(
+        ids(json!({"kinds": [443], "since": NOW - 200})).await,
+        vec![event_id(&b443)]
+    );
     // Union over filters without duplicates.
     let union = served_ids(
         store,
-        &[filter(json!({"ids": [event_id(&b443)]})), filter(json!({"authors": [me], "kinds": [443]}))],
+        &[
+            filter(json!({"ids": [event_id(&b443)]})),
+            filter(json!({"authors": [me], "kinds": [443]})),
+        ],
         NOW,
     )
     .await;
@@ -272,12 +347,23 @@ pub async fn query_serves_at_most_max_per_author_one_time_first(make: MakeStore)
     for json in [&lr_json, &old_json, &new_json, &bob_json] {
         ingest(&store, json, NOW).await;
     }
-    let both = served_ids(&store, &[filter(json!({"authors": [alice.pubkey(), bob.pubkey()]}))], NOW).await;
-    assert_eq!(both, vec![event_id(&bob_json), event_id(&new_json), event_id(&old_json)]);
+    let both = served_ids(
+        &store,
+        &[filter(json!({"authors": [alice.pubkey(), bob.pubkey()]}))],
+        NOW,
+    )
+    .await;
+    assert_eq!(
+        both,
+        vec![event_id(&bob_json), event_id(&new_json), event_id(&old_json)]
+    );
     let all = served_ids(&store, &[filter(json!({"kinds": [443, 30443]}))], NOW).await;
     assert_eq!(all.len(), 3, "the cap per author applies without authors too");
     // With one one-time KeyPackage left, the last resort fills the second place.
-    store.claim(&alice.pubkey(), None, None, ConsumedVia::Claim, NOW).await.unwrap();
+    store
+        .claim(&alice.pubkey(), None, None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     let after = authors_ids(&store, &alice, NOW).await;
     assert_eq!(after, vec![event_id(&lr_json), event_id(&new_json)]);
 }
@@ -296,12 +382,22 @@ pub async fn expired_keypackages_are_invisible_before_cleanup(make: MakeStore) {
     assert_eq!(authors_ids(&store, &owner, NOW + 999).await.len(), 1);
     let later = NOW + 1_000;
     assert!(authors_ids(&store, &owner, later).await.is_empty());
-    assert!(served_ids(&store, &[filter(json!({"ids": [event_id(&json)]}))], later).await.is_empty());
+    assert!(
+        served_ids(&store, &[filter(json!({"ids": [event_id(&json)]}))], later)
+            .await
+            .is_empty()
+    );
     assert_eq!(store.count(&owner.pubkey(), later).await.unwrap().available, 0);
-    let claimed = store.claim(&owner.pubkey(), None, None, ConsumedVia::Claim, later).await.unwrap();
+    let claimed = store
+        .claim(&owner.pubkey(), None, None, ConsumedVia::Claim, later)
+        .await
+        .unwrap();
     assert_eq!(claimed.event, None);
     assert_eq!(
-        store.consume(&event_id(&json), None, ConsumedVia::Consume, later).await.unwrap(),
+        store
+            .consume(&event_id(&json), None, ConsumedVia::Consume, later)
+            .await
+            .unwrap(),
         ConsumeOutcome::NotFound
     );
 }
@@ -322,19 +418,31 @@ pub async fn claim_takes_the_oldest_one_time_then_the_newest_last_resort(make: M
     ingest(&store, &lr_new.event_443(&owner, NOW - 50), NOW).await;
     let claim = || store.claim(&me, None, None, ConsumedVia::Claim, NOW);
     let first = claim().await.unwrap();
-    assert_eq!((first.keypackage_ref.as_deref(), first.last_resort), (Some(old.keypackage_ref.as_str()), false));
+    assert_eq!(
+        (first.keypackage_ref.as_deref(), first.last_resort),
+        (Some(old.keypackage_ref.as_str()), false)
+    );
     let second = claim().await.unwrap();
     assert_eq!(second.keypackage_ref.as_deref(), Some(new.keypackage_ref.as_str()));
     assert!(!store.count(&me, NOW).await.unwrap().last_resort_used);
     for _ in 0..2 {
         let third = claim().await.unwrap();
-        assert_eq!((third.keypackage_ref.as_deref(), third.last_resort), (Some(lr_new.keypackage_ref.as_str()), true));
+        assert_eq!(
+            (third.keypackage_ref.as_deref(), third.last_resort),
+            (Some(lr_new.keypackage_ref.as_str()), true)
+        );
     }
     let count = store.count(&me, NOW).await.unwrap();
-    assert_eq!((count.available, count.one_time, count.last_resort_available), (2, 0, 2));
+    assert_eq!(
+        (count.available, count.one_time, count.last_resort_available),
+        (2, 0, 2)
+    );
     assert!(count.last_resort_used, "the owner learns the last resort was used");
     let nobody = Owner::new();
-    let empty = store.claim(&nobody.pubkey(), None, None, ConsumedVia::Claim, NOW).await.unwrap();
+    let empty = store
+        .claim(&nobody.pubkey(), None, None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     assert_eq!((empty.event, empty.last_resort), (None, false));
     let zero = store.count(&nobody.pubkey(), NOW).await.unwrap();
     assert_eq!((zero.available, zero.cap), (0, 10));
@@ -353,9 +461,15 @@ pub async fn claim_filters_by_ciphersuite(make: MakeStore) {
     let count = store.count(&owner.pubkey(), NOW).await.unwrap();
     assert_eq!(count.by_ciphersuite.get("0x0003"), Some(&1));
     assert_eq!(count.by_ciphersuite.get("0x0001"), Some(&1));
-    let claimed = store.claim(&owner.pubkey(), Some(3), None, ConsumedVia::Claim, NOW).await.unwrap();
+    let claimed = store
+        .claim(&owner.pubkey(), Some(3), None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     assert_eq!(claimed.keypackage_ref.as_deref(), Some(chacha.keypackage_ref.as_str()));
-    let none = store.claim(&owner.pubkey(), Some(3), None, ConsumedVia::Claim, NOW).await.unwrap();
+    let none = store
+        .claim(&owner.pubkey(), Some(3), None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     assert_eq!(none.event, None);
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 1);
 }
@@ -373,18 +487,38 @@ pub async fn consume_by_event_id_is_once_only(make: MakeStore) {
     let r = kp.keypackage_ref.clone();
     let consume = |id: String| {
         let store = store.clone();
-        async move { store.consume(&id, Some(&"ab".repeat(32)), ConsumedVia::Consume, NOW).await.unwrap() }
+        async move {
+            store
+                .consume(&id, Some(&"ab".repeat(32)), ConsumedVia::Consume, NOW)
+                .await
+                .unwrap()
+        }
     };
-    assert_eq!(consume(event_id(&e443)).await, ConsumeOutcome::Consumed { keypackage_ref: r.clone() });
-    assert_eq!(consume(event_id(&e443)).await, ConsumeOutcome::AlreadyConsumed { keypackage_ref: r.clone() });
-    assert_eq!(consume(event_id(&e30443)).await, ConsumeOutcome::AlreadyConsumed { keypackage_ref: r });
+    assert_eq!(
+        consume(event_id(&e443)).await,
+        ConsumeOutcome::Consumed {
+            keypackage_ref: r.clone()
+        }
+    );
+    assert_eq!(
+        consume(event_id(&e443)).await,
+        ConsumeOutcome::AlreadyConsumed {
+            keypackage_ref: r.clone()
+        }
+    );
+    assert_eq!(
+        consume(event_id(&e30443)).await,
+        ConsumeOutcome::AlreadyConsumed { keypackage_ref: r }
+    );
     assert_eq!(consume("00".repeat(32)).await, ConsumeOutcome::NotFound);
     assert!(authors_ids(&store, &owner, NOW).await.is_empty());
 
     let lr = owner.keypackage(KeyPackageSpec::last_resort());
     let lr_json = lr.event_443(&owner, NOW - 10);
     ingest(&store, &lr_json, NOW).await;
-    let used = ConsumeOutcome::LastResortUsed { keypackage_ref: lr.keypackage_ref.clone() };
+    let used = ConsumeOutcome::LastResortUsed {
+        keypackage_ref: lr.keypackage_ref.clone(),
+    };
     assert_eq!(consume(event_id(&lr_json)).await, used);
     assert_eq!(consume(event_id(&lr_json)).await, used);
     assert_eq!(authors_ids(&store, &owner, NOW).await, vec![event_id(&lr_json)]);
@@ -401,10 +535,18 @@ pub async fn every_consumption_is_audited(make: MakeStore) {
     let welcomed_json = welcomed.event_443(&owner, NOW - 10);
     ingest(&store, &claimed.event_443(&owner, NOW - 20), NOW).await;
     ingest(&store, &welcomed_json, NOW).await;
-    store.claim(&owner.pubkey(), None, Some(&bob.pubkey()), ConsumedVia::Claim, NOW).await.unwrap();
+    store
+        .claim(&owner.pubkey(), None, Some(&bob.pubkey()), ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     let welcome = kp_domain::signals::parse_welcome(&bob.welcome(&event_id(&welcomed_json), NOW), 65_536).unwrap();
     let outcome = store
-        .consume(&welcome.keypackage_event_id, Some(&welcome.signer), ConsumedVia::Welcome, NOW + 1)
+        .consume(
+            &welcome.keypackage_event_id,
+            Some(&welcome.signer),
+            ConsumedVia::Welcome,
+            NOW + 1,
+        )
         .await
         .unwrap();
     assert!(matches!(outcome, ConsumeOutcome::Consumed { .. }));
@@ -436,13 +578,23 @@ pub async fn deletion_retires_only_the_owners_keypackages(make: MakeStore) {
     assert!(store.delete(&hostile, NOW).await.unwrap().retired.is_empty());
     assert_eq!(authors_ids(&store, &owner, NOW).await.len(), 3);
 
-    let own = parse_deletion(&owner.deletion(&[&event_id(&e443), &event_id(&e30443)], &[], NOW), 65_536).unwrap();
-    assert_eq!(store.delete(&own, NOW).await.unwrap().retired, vec![kp.keypackage_ref.clone()]);
+    let own = parse_deletion(
+        &owner.deletion(&[&event_id(&e443), &event_id(&e30443)], &[], NOW),
+        65_536,
+    )
+    .unwrap();
+    assert_eq!(
+        store.delete(&own, NOW).await.unwrap().retired,
+        vec![kp.keypackage_ref.clone()]
+    );
     assert_eq!(authors_ids(&store, &owner, NOW).await, vec![event_id(&keep)]);
     assert_eq!(ingest(&store, &e443, NOW).await, IngestOutcome::AlreadyUsed);
     assert_eq!(ingest(&store, &e30443, NOW).await, IngestOutcome::AlreadyUsed);
     let audit = store.audit(&owner.pubkey()).await.unwrap();
-    assert_eq!(audit.iter().map(|a| a.via).collect::<Vec<_>>(), vec![ConsumedVia::Deletion]);
+    assert_eq!(
+        audit.iter().map(|a| a.via).collect::<Vec<_>>(),
+        vec![ConsumedVia::Deletion]
+    );
 }
 
 /// `a`-tag deletions retire a slot's versions up to the deletion; a deletion
@@ -455,12 +607,18 @@ pub async fn deletion_by_slot_and_before_arrival_refuses_the_events(make: MakeSt
     let in_slot = kp.event_30443(&owner, &slot, NOW - 100);
     ingest(&store, &in_slot, NOW).await;
     let by_slot = parse_deletion(&owner.deletion(&[], &[&slot], NOW - 50), 65_536).unwrap();
-    assert_eq!(store.delete(&by_slot, NOW).await.unwrap().retired, vec![kp.keypackage_ref.clone()]);
+    assert_eq!(
+        store.delete(&by_slot, NOW).await.unwrap().retired,
+        vec![kp.keypackage_ref.clone()]
+    );
     assert!(authors_ids(&store, &owner, NOW).await.is_empty());
     let older_version = one_time(&owner).event_30443(&owner, &slot, NOW - 60);
     assert_eq!(ingest(&store, &older_version, NOW).await, IngestOutcome::AlreadyUsed);
     let newer_version = one_time(&owner).event_30443(&owner, &slot, NOW - 10);
-    assert!(matches!(ingest(&store, &newer_version, NOW).await, IngestOutcome::Stored { .. }));
+    assert!(matches!(
+        ingest(&store, &newer_version, NOW).await,
+        IngestOutcome::Stored { .. }
+    ));
 
     let early = one_time(&owner).event_443(&owner, NOW - 10);
     let deletion = parse_deletion(&owner.deletion(&[&event_id(&early)], &[], NOW), 65_536).unwrap();
@@ -492,21 +650,53 @@ pub async fn cleanup_removes_expired_tombstones_and_audit_in_resumable_batches(m
     let consumed = short(2_000);
     let consumed_json = consumed.event_443(&owner, NOW - 10);
     ingest(&store, &consumed_json, NOW).await;
-    store.consume(&event_id(&consumed_json), None, ConsumedVia::Consume, NOW).await.unwrap();
+    store
+        .consume(&event_id(&consumed_json), None, ConsumedVia::Consume, NOW)
+        .await
+        .unwrap();
     let lasting = one_time(&owner);
     ingest(&store, &lasting.event_443(&owner, NOW - 10), NOW).await;
 
     let at = NOW + 1_500;
     let dry = store
-        .cleanup(CleanupOptions { dry_run: true, ..CleanupOptions::default() }, at)
+        .cleanup(
+            CleanupOptions {
+                dry_run: true,
+                ..CleanupOptions::default()
+            },
+            at,
+        )
         .await
         .unwrap();
-    assert_eq!((dry.expired_deleted, dry.tombstones_purged, dry.audit_purged), (5, 0, 1));
-    assert_eq!(store.cleanup(CleanupOptions { dry_run: true, ..CleanupOptions::default() }, at).await.unwrap(), dry, "a dry run removes nothing");
+    assert_eq!(
+        (dry.expired_deleted, dry.tombstones_purged, dry.audit_purged),
+        (5, 0, 1)
+    );
+    assert_eq!(
+        store
+            .cleanup(
+                CleanupOptions {
+                    dry_run: true,
+                    ..CleanupOptions::default()
+                },
+                at
+            )
+            .await
+            .unwrap(),
+        dry,
+        "a dry run removes nothing"
+    );
 
     // The tombstone outlives the cleanup at `at`: the consumed event is still refused.
     let out_of_time = store
-        .cleanup(CleanupOptions { time_budget: Duration::ZERO, batch_size: 2, ..CleanupOptions::default() }, at)
+        .cleanup(
+            CleanupOptions {
+                time_budget: Duration::ZERO,
+                batch_size: 2,
+                ..CleanupOptions::default()
+            },
+            at,
+        )
         .await
         .unwrap();
     assert!(!out_of_time.complete);
@@ -514,7 +704,13 @@ pub async fn cleanup_removes_expired_tombstones_and_audit_in_resumable_batches(m
     let mut audit = out_of_time.audit_purged;
     loop {
         let run = store
-            .cleanup(CleanupOptions { batch_size: 2, ..CleanupOptions::default() }, at)
+            .cleanup(
+                CleanupOptions {
+                    batch_size: 2,
+                    ..CleanupOptions::default()
+                },
+                at,
+            )
             .await
             .unwrap();
         total += run.expired_deleted;
@@ -534,9 +730,15 @@ pub async fn cleanup_removes_expired_tombstones_and_audit_in_resumable_batches(m
 
     let after_tombstone = NOW + 2_500;
     let last = store.cleanup(CleanupOptions::default(), after_tombstone).await.unwrap();
-    assert_eq!((last.expired_deleted, last.tombstones_purged, last.complete), (0, 1, true));
+    assert_eq!(
+        (last.expired_deleted, last.tombstones_purged, last.complete),
+        (0, 1, true)
+    );
     let again = store.cleanup(CleanupOptions::default(), after_tombstone).await.unwrap();
-    assert_eq!((again.expired_deleted, again.tombstones_purged, again.audit_purged), (0, 0, 0));
+    assert_eq!(
+        (again.expired_deleted, again.tombstones_purged, again.audit_purged),
+        (0, 0, 0)
+    );
 }
 
 /// 50 concurrent ingests of distinct KeyPackages for one owner with cap 10:
@@ -544,8 +746,9 @@ pub async fn cleanup_removes_expired_tombstones_and_audit_in_resumable_batches(m
 pub async fn concurrent_ingests_respect_the_cap_exactly(make: MakeStore) {
     let store = make(policy()).await;
     let owner = Owner::new();
-    let events: Vec<KeyPackageEvent> =
-        (0..50).map(|i| validated(&one_time(&owner).event_443(&owner, NOW - i), NOW)).collect();
+    let events: Vec<KeyPackageEvent> = (0..50)
+        .map(|i| validated(&one_time(&owner).event_443(&owner, NOW - i), NOW))
+        .collect();
     let tasks: Vec<_> = events
         .into_iter()
         .map(|event| {
@@ -569,7 +772,10 @@ pub async fn concurrent_ingests_respect_the_cap_exactly(make: MakeStore) {
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 10);
     let mut handed = BTreeSet::new();
     for _ in 0..11 {
-        let claimed = store.claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW).await.unwrap();
+        let claimed = store
+            .claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW)
+            .await
+            .unwrap();
         if let Some(r) = claimed.keypackage_ref {
             handed.insert(r);
         }
@@ -600,7 +806,10 @@ pub async fn concurrent_claims_hand_each_one_time_keypackage_out_once(make: Make
             let me = owner.pubkey();
             let requester = format!("{i:064x}");
             tokio::spawn(async move {
-                store.claim(&me, None, Some(&requester), ConsumedVia::Claim, NOW).await.expect("store answers")
+                store
+                    .claim(&me, None, Some(&requester), ConsumedVia::Claim, NOW)
+                    .await
+                    .expect("store answers")
             })
         })
         .collect();
@@ -636,7 +845,12 @@ pub async fn concurrent_consumes_of_one_keypackage_succeed_once(make: MakeStore)
         .map(|_| {
             let store = store.clone();
             let id = id.clone();
-            tokio::spawn(async move { store.consume(&id, None, ConsumedVia::Consume, NOW).await.expect("store answers") })
+            tokio::spawn(async move {
+                store
+                    .consume(&id, None, ConsumedVia::Consume, NOW)
+                    .await
+                    .expect("store answers")
+            })
         })
         .collect();
     let mut consumed = 0;
@@ -681,7 +895,11 @@ pub async fn ingest_racing_deletion_never_leaves_it_available(make: MakeStore) {
         );
         let served = served_ids(&store, &[filter(json!({"#i": [kp.keypackage_ref]}))], NOW).await;
         assert!(served.is_empty(), "round {round}: deleted keypackage still served");
-        assert_eq!(ingest(&store, &json, NOW).await, IngestOutcome::AlreadyUsed, "round {round}");
+        assert_eq!(
+            ingest(&store, &json, NOW).await,
+            IngestOutcome::AlreadyUsed,
+            "round {round}"
+        );
     }
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 0);
 }
@@ -703,7 +921,10 @@ pub async fn reingesting_consumed_twins_never_revives_them(make: MakeStore) {
             tokio::spawn(async move { store.ingest(&event, NOW).await.expect("store answers") })
         })
         .collect();
-    let claimed = store.claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW).await.unwrap();
+    let claimed = store
+        .claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     assert_eq!(claimed.keypackage_ref.as_deref(), Some(kp.keypackage_ref.as_str()));
     for replay in replays {
         replay.await.unwrap();
@@ -713,6 +934,9 @@ pub async fn reingesting_consumed_twins_never_revives_them(make: MakeStore) {
     }
     assert!(authors_ids(&store, &owner, NOW).await.is_empty());
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 0);
-    let again = store.claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW).await.unwrap();
+    let again = store
+        .claim(&owner.pubkey(), None, None, ConsumedVia::Claim, NOW)
+        .await
+        .unwrap();
     assert_eq!(again.event, None);
 }

@@ -5,8 +5,8 @@
 use base64::Engine as _;
 use nostr::prelude::{EventBuilder, FinalizeEvent as _, Keys, Kind, Tag, Timestamp};
 use openmls::prelude::{
-    BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, Extension, ExtensionType,
-    Extensions, KeyPackage, Lifetime, UnknownExtension,
+    BasicCredential, Capabilities, Ciphersuite, CredentialWithKey, Extension, ExtensionType, Extensions, KeyPackage,
+    Lifetime, UnknownExtension,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -76,7 +76,11 @@ impl Owner {
     /// A NIP-09 deletion (kind 5) of events by id and of 30443 slots by `d`.
     pub fn deletion(&self, event_ids: &[&str], slots: &[&str], created_at: u64) -> String {
         let mut tags: Vec<Vec<String>> = event_ids.iter().map(|id| vec!["e".into(), (*id).into()]).collect();
-        tags.extend(slots.iter().map(|d| vec!["a".into(), format!("30443:{}:{d}", self.pubkey())]));
+        tags.extend(
+            slots
+                .iter()
+                .map(|d| vec!["a".into(), format!("30443:{}:{d}", self.pubkey())]),
+        );
         tags.push(vec!["k".into(), "443".into()]);
         self.sign(5, &tags, "", created_at)
     }

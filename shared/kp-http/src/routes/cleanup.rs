@@ -79,7 +79,5 @@ async fn cleanup(State(state): State<AppState>, EventBody(body): EventBody) -> R
 /// (never routed from outside). Its JSON may carry `dry_run` and
 /// `time_budget_ms`; anything else in it is ignored.
 pub fn scheduled(state: AppState) -> Router {
-    Router::new()
-        .route("/events", post(cleanup))
-        .with_state(state)
+    Router::new().route("/events", post(cleanup)).with_state(state)
 }

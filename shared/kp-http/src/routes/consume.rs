@@ -4,9 +4,9 @@
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use kp_domain::ConsumedVia;
 use kp_domain::ids::{normalize_hex64, parse_u16_code};
 use kp_domain::signals::{parse_deletion, parse_welcome};
-use kp_domain::ConsumedVia;
 use kp_store::ConsumeOutcome;
 use serde::{Deserialize, Serialize};
 
@@ -53,24 +53,38 @@ fn owner_hex(value: &str, field: &str) -> Result<String, ApiError> {
 async fn claim(State(state): State<AppState>, BatchBody(body): BatchBody) -> Result<Json<ClaimAnswer>, ApiError> {
     let request: ClaimRequest = body.json()?;
     if request.owners.is_empty() || request.owners.len() > MAX_CLAIM_OWNERS {
-        return Err(ApiError::BadRequest(format!("owners must hold 1 to {MAX_CLAIM_OWNERS} pubkeys")));
+        return Err(ApiError::BadRequest(format!(
+            "owners must hold 1 to {MAX_CLAIM_OWNERS} pubkeys"
+        )));
     }
     let owners = request
         .owners
         .iter()
         .map(|o| owner_hex(o, "owners"))
         .collect::<Result<Vec<_>, _>>()?;
-    let requester = request.requester.as_deref().map(|r| owner_hex(r, "requester")).transpose()?;
+    let requester = request
+        .requester
+        .as_deref()
+        .map(|r| owner_hex(r, "requester"))
+        .transpose()?;
     let ciphersuite = request
         .ciphersuite
         .as_deref()
-        .map(|c| parse_u16_code(c).ok_or_else(|| ApiError::BadRequest(format!("ciphersuite must look like 0x0001, got {c:?}"))))
+        .map(|c| {
+            parse_u16_code(c)
+                .ok_or_else(|| ApiError::BadRequest(format!("ciphersuite must look like 0x0001, got {c:?}")))
+        })
         .transpose()?;
     let now = state.now();
     let mut claimed = Vec::with_capacity(owners.len());
     for owner in owners {
         let outcome = state
-            .store_call("claim", state.store.claim(&owner, ciphersuite, requester.as_deref(), ConsumedVia::Claim, now))
+            .store_call(
+                "claim",
+                state
+                    .store
+                    .claim(&owner, ciphersuite, requester.as_deref(), ConsumedVia::Claim, now),
+            )
             .await?;
         if outcome.event.is_some() {
             state.metrics.keypackages("claimed", 1);
@@ -105,12 +119,22 @@ async fn consume(
     Path(event_id): Path<String>,
     EventBody(body): EventBody,
 ) -> Result<Json<ConsumeAnswer>, ApiError> {
-    let event_id = normalize_hex64(&event_id).ok_or_else(|| ApiError::BadRequest("event id must be 64 hex characters".into()))?;
+    let event_id =
+        normalize_hex64(&event_id).ok_or_else(|| ApiError::BadRequest("event id must be 64 hex characters".into()))?;
     let request: ConsumeRequest = body.json()?;
-    let consumed_by = request.consumed_by.as_deref().map(|c| owner_hex(c, "consumed_by")).transpose()?;
+    let consumed_by = request
+        .consumed_by
+        .as_deref()
+        .map(|c| owner_hex(c, "consumed_by"))
+        .transpose()?;
     let now = state.now();
     let outcome = state
-        .store_call("consume", state.store.consume(&event_id, consumed_by.as_deref(), ConsumedVia::Consume, now))
+        .store_call(
+            "consume",
+            state
+                .store
+                .consume(&event_id, consumed_by.as_deref(), ConsumedVia::Consume, now),
+        )
         .await?;
     match outcome {
         ConsumeOutcome::Consumed { keypackage_ref } => {
@@ -142,7 +166,12 @@ pub async fn welcome_json(state: &AppState, json: &str, route: &str) -> Result<D
             let outcome = state
                 .store_call(
                     "consume",
-                    state.store.consume(&welcome.keypackage_event_id, Some(&welcome.signer), ConsumedVia::Welcome, now),
+                    state.store.consume(
+                        &welcome.keypackage_event_id,
+                        Some(&welcome.signer),
+                        ConsumedVia::Welcome,
+                        now,
+                    ),
                 )
                 .await?;
             let message = match outcome {
@@ -185,9 +214,13 @@ pub async fn deletion_json(state: &AppState, json: &str, route: &str) -> Result<
 }
 
 async fn welcome(State(state): State<AppState>, EventBody(body): EventBody) -> Result<Json<Decision>, ApiError> {
-    Ok(Json(welcome_json(&state, super::events::event_object(&body)?, "/v1/welcomes").await?))
+    Ok(Json(
+        welcome_json(&state, super::events::event_object(&body)?, "/v1/welcomes").await?,
+    ))
 }
 
 async fn deletion(State(state): State<AppState>, EventBody(body): EventBody) -> Result<Json<Decision>, ApiError> {
-    Ok(Json(deletion_json(&state, super::events::event_object(&body)?, "/v1/deletions").await?))
+    Ok(Json(
+        deletion_json(&state, super::events::event_object(&body)?, "/v1/deletions").await?,
+    ))
 }

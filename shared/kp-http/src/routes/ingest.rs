@@ -65,10 +65,15 @@ struct BatchAnswer {
     results: Vec<Decision>,
 }
 
-async fn ingest_batch(State(state): State<AppState>, BatchBody(body): BatchBody) -> Result<Json<BatchAnswer>, ApiError> {
+async fn ingest_batch(
+    State(state): State<AppState>,
+    BatchBody(body): BatchBody,
+) -> Result<Json<BatchAnswer>, ApiError> {
     let request: BatchRequest = body.json()?;
     if request.events.is_empty() || request.events.len() > MAX_BATCH_EVENTS {
-        return Err(ApiError::BadRequest(format!("events must hold 1 to {MAX_BATCH_EVENTS} events")));
+        return Err(ApiError::BadRequest(format!(
+            "events must hold 1 to {MAX_BATCH_EVENTS} events"
+        )));
     }
     let results: Vec<Result<Decision, ApiError>> = futures::stream::iter(request.events)
         .map(|event| {

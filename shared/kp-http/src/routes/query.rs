@@ -78,7 +78,10 @@ struct CountAnswer {
     cap: u64,
 }
 
-async fn count(State(state): State<AppState>, Query(params): Query<CountParams>) -> Result<Json<CountAnswer>, ApiError> {
+async fn count(
+    State(state): State<AppState>,
+    Query(params): Query<CountParams>,
+) -> Result<Json<CountAnswer>, ApiError> {
     let owner = params
         .owner
         .as_deref()
