@@ -6,19 +6,13 @@
 //! curl -s -d @kp.json http://127.0.0.1:8080/v1/keypackages
 //! ```
 
+use kp_testkit::factory::system_now;
 use kp_testkit::{KeyPackageSpec, Owner};
 
 fn main() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
+    let now = system_now();
     let owner = Owner::new();
-    let spec = KeyPackageSpec {
-        not_before: now - 3_600,
-        not_after: now + 84 * 86_400,
-        ..KeyPackageSpec::one_time()
-    };
+    let spec = KeyPackageSpec::one_time_at(now);
     let kind = std::env::args().nth(1).unwrap_or_else(|| "443".into());
     let keypackage = owner.keypackage(spec);
     let event = match kind.as_str() {

@@ -119,6 +119,15 @@ impl KeyPackageSpec {
         Self::default()
     }
 
+    /// A one-time KeyPackage valid around `now` (84 days, as OpenMLS's default).
+    pub fn one_time_at(now: u64) -> Self {
+        Self {
+            not_before: now - 3_600,
+            not_after: now + 84 * 86_400,
+            ..Self::default()
+        }
+    }
+
     /// A last resort KeyPackage (extension 0x000a) valid around [`NOW`].
     pub fn last_resort() -> Self {
         Self {
@@ -230,6 +239,14 @@ impl MadeKeyPackage {
     pub fn default_slot(&self) -> String {
         self.keypackage_ref.chars().rev().collect()
     }
+}
+
+/// The system clock, in seconds: for tests of whole processes, which read it.
+pub fn system_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
 }
 
 /// The event id of an event JSON.

@@ -7,12 +7,14 @@
 //! - [`factory`]: KeyPackages and KeyPackage, Welcome and deletion events.
 //! - [`emulator`]: starts the Firestore emulator once per test process.
 //! - [`conformance`]: the `Store` conformance suite and its macro.
+//! - [`process`]: a function binary run as a process on the emulator.
 
 #![forbid(unsafe_code)]
 
 pub mod conformance;
 pub mod emulator;
 pub mod factory;
+pub mod process;
 
 pub use factory::{KeyPackageSpec, MadeKeyPackage, Owner};
 
