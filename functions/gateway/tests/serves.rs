@@ -27,4 +27,6 @@ fn gateway_serves_every_route_on_firestore() {
     assert_eq!(function.post("/v1/keypackages/query", "{\"filters\":[]}").0, 200);
     assert_eq!(function.post("/v1/cleanup", "{}").0, 200);
     assert_eq!(function.get("/metrics").0, 200);
+    let status = function.terminate().expect("the gateway stops within 10 s of SIGTERM");
+    assert!(status.success(), "graceful shutdown exits cleanly: {status}");
 }

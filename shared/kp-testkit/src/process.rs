@@ -69,6 +69,26 @@ impl FunctionProcess {
     }
 }
 
+impl FunctionProcess {
+    /// Sends SIGTERM (as Cloud Run does) and waits up to 10 s for the exit.
+    pub fn terminate(mut self) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
 impl Drop for FunctionProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
