@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
-use axum::http::{HeaderName, header};
+use axum::http::{HeaderName, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use kp_firestore::{FirestoreSettings, FirestoreStore};
@@ -187,6 +187,51 @@ pub fn router(state: AppState, function: Function) -> Router {
         .with_state(state)
 }
 
+/// A route: its method and its path, with `{name}` for a path segment (axum's
+/// syntax, which is also OpenAPI's).
+pub type Route = (Method, &'static str);
+
+/// The routes every function serves besides its own, with no token: health,
+/// readiness and metrics.
+pub fn ops_routes() -> Vec<Route> {
+    vec![
+        (Method::GET, "/healthz"),
+        (Method::GET, "/readyz"),
+        (Method::GET, "/metrics"),
+    ]
+}
+
+/// The API routes [`router`] serves for `function`, not counting
+/// [`ops_routes`]. Deployment reads this listing: the API gateways route
+/// exactly these paths, each to a function that serves it, and
+/// `tests/openapi.rs` checks the OpenAPI spec against it. The tests below
+/// check that it matches the router.
+pub fn routes(function: Function) -> Vec<Route> {
+    let ingest = [
+        (Method::POST, "/v1/keypackages"),
+        (Method::POST, "/v1/keypackages/batch"),
+    ];
+    let query = [
+        (Method::POST, "/v1/keypackages/query"),
+        (Method::GET, "/v1/keypackages/count"),
+    ];
+    let consume = [
+        (Method::POST, "/v1/keypackages/claim"),
+        (Method::POST, "/v1/keypackages/{event_id}/consume"),
+        (Method::POST, "/v1/welcomes"),
+        (Method::POST, "/v1/deletions"),
+    ];
+    let cleanup = [(Method::POST, "/v1/cleanup")];
+    let events = [(Method::POST, "/v1/events")];
+    match function {
+        Function::Ingest => ingest.to_vec(),
+        Function::Query => query.to_vec(),
+        Function::Consume => consume.to_vec(),
+        Function::Cleanup => cleanup.to_vec(),
+        Function::Gateway => [&ingest[..], &query, &consume, &cleanup, &events].concat(),
+    }
+}
+
 /// Requires `Authorization: Bearer <token>` when tokens are configured;
 /// compares in constant time against each configured token.
 async fn relay_auth(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
@@ -300,4 +345,118 @@ pub fn spawn_periodic_cleanup(state: AppState, interval: Duration) -> tokio::tas
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The route listing against the routers it describes.
+
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    const FUNCTIONS: [Function; 5] = [
+        Function::Ingest,
+        Function::Query,
+        Function::Consume,
+        Function::Cleanup,
+        Function::Gateway,
+    ];
+
+    fn set(routes: impl IntoIterator<Item = Route>) -> BTreeSet<(String, &'static str)> {
+        routes.into_iter().map(|(m, p)| (m.to_string(), p)).collect()
+    }
+
+    /// The `.route("<path>", <method>(...))` calls in a routes module's source.
+    fn declared_in(source: &'static str) -> BTreeSet<(String, &'static str)> {
+        let mut found = BTreeSet::new();
+        for (at, _) in source.match_indices(".route(") {
+            let rest = source[at + ".route(".len()..].trim_start();
+            let rest = rest.strip_prefix('"').expect("a route path is a string literal");
+            let end = rest.find('"').expect("closing quote");
+            let path = &rest[..end];
+            let after = rest[end + 1..].trim_start().trim_start_matches(',').trim_start();
+            let method: String = after.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+            found.insert((method.to_ascii_uppercase(), path));
+        }
+        found
+    }
+
+    #[test]
+    fn the_listing_names_every_route_the_modules_declare() {
+        // `/events` in the cleanup module is the Lambda scheduler's route,
+        // which only the cleanup binary mounts, under Lambda, outside `router`.
+        let cleanup: BTreeSet<_> = declared_in(include_str!("routes/cleanup.rs"))
+            .into_iter()
+            .filter(|(_, path)| *path != "/events")
+            .collect();
+        let ingest = declared_in(include_str!("routes/ingest.rs"));
+        let query = declared_in(include_str!("routes/query.rs"));
+        let consume = declared_in(include_str!("routes/consume.rs"));
+        let events = declared_in(include_str!("routes/events.rs"));
+        assert_eq!(ingest, set(routes(Function::Ingest)));
+        assert_eq!(query, set(routes(Function::Query)));
+        assert_eq!(consume, set(routes(Function::Consume)));
+        assert_eq!(cleanup, set(routes(Function::Cleanup)));
+        let all: BTreeSet<_> = [ingest, query, consume, cleanup, events]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(all, set(routes(Function::Gateway)));
+        assert_eq!(declared_in(include_str!("routes/ops.rs")), set(ops_routes()));
+    }
+
+    /// Whether `router` routes `method path` to a handler, rather than to
+    /// its fallbacks (404 `not_found`, 405).
+    async fn routed(router: &Router, method: &Method, path: &str) -> bool {
+        let uri = path.replace("{event_id}", &"ab".repeat(32));
+        let uri = if uri == "/v1/keypackages/count" {
+            format!("{uri}?owner={}", "cd".repeat(32))
+        } else {
+            uri
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .body(Body::from("{}"))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let code = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+        let fallback = status == StatusCode::METHOD_NOT_ALLOWED
+            || (status == StatusCode::NOT_FOUND && code.as_deref() == Some("not_found"));
+        !fallback
+    }
+
+    #[tokio::test]
+    async fn each_function_routes_exactly_its_listed_routes() {
+        let config = Config::from_vars(|name| (name == "KP_STORE").then(|| "sqlite::memory:".to_owned())).unwrap();
+        let store = open_store(&config).await.unwrap();
+        let state = AppState::new(store, config);
+        for function in FUNCTIONS {
+            let router = router(state.clone(), function);
+            let own = routes(function);
+            for (method, path) in own.iter().chain(&ops_routes()) {
+                assert!(
+                    routed(&router, method, path).await,
+                    "{function:?} does not route {method} {path}"
+                );
+            }
+            for (method, path) in routes(Function::Gateway) {
+                if !own.contains(&(method.clone(), path)) {
+                    assert!(
+                        !routed(&router, &method, path).await,
+                        "{function:?} routes {method} {path}, which its listing lacks"
+                    );
+                }
+            }
+        }
+    }
 }
