@@ -65,10 +65,19 @@ struct Server {
     http: reqwest::Client,
 }
 
+fn config(vars: &[(&str, &str)]) -> Config {
+    let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_vars(|name| vars.get(name).cloned()).expect("test configuration")
+}
+
 impl Server {
-    async fn start(store: Arc<dyn Store>, vars: &[(&str, &str)]) -> Self {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let config = Config::from_vars(|name| vars.get(name).cloned()).expect("test configuration");
+    /// A gateway on `backend`, its store enforcing the configuration's policy.
+    async fn on(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        let config = config(vars);
+        Self::start(store(backend, config.policy.clone()).await, config).await
+    }
+
+    async fn start(store: Arc<dyn Store>, config: Config) -> Self {
         let mut state = AppState::new(store, config);
         state.clock = Arc::new(|| NOW);
         let router = kp_http::router(state, Function::Gateway);
@@ -109,7 +118,7 @@ fn decision(id: &str, accepted: bool, message: &str) -> Value {
 }
 
 async fn every_route_over_http(backend: Backend) {
-    let server = Server::start(store(backend, Policy::default()).await, &[]).await;
+    let server = Server::on(backend, &[]).await;
     let alice = Owner::new();
     let bob = Owner::new();
     let me = alice.pubkey();
@@ -307,11 +316,7 @@ async fn every_route_over_http(backend: Backend) {
 }
 
 async fn bad_input_gets_clear_http_errors(backend: Backend) {
-    let server = Server::start(
-        store(backend, Policy::default()).await,
-        &[("KP_MAX_EVENT_BYTES", "4096")],
-    )
-    .await;
+    let server = Server::on(backend, &[("KP_MAX_EVENT_BYTES", "4096")]).await;
     let (status, body) = server.post("/v1/keypackages", "{not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], json!("bad_request"));
@@ -345,11 +350,7 @@ async fn bad_input_gets_clear_http_errors(backend: Backend) {
 }
 
 async fn relay_token_guards_relay_routes_only(backend: Backend) {
-    let server = Server::start(
-        store(backend, Policy::default()).await,
-        &[("KP_RELAY_TOKEN", "old-token,new-token")],
-    )
-    .await;
+    let server = Server::on(backend, &[("KP_RELAY_TOKEN", "old-token,new-token")]).await;
     let owner = Owner::new().pubkey();
     let count = format!("{}/v1/keypackages/count?owner={owner}", server.base);
     let status = |r: reqwest::Response| r.status();
@@ -369,6 +370,49 @@ async fn relay_token_guards_relay_routes_only(backend: Backend) {
     }
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(server.get("/metrics").await.0, StatusCode::OK);
+}
+
+async fn claims_over_the_limit_get_429_with_retry_after(backend: Backend) {
+    let server = Server::on(backend, &[("KP_CLAIM_RATE", "1/600"), ("KP_ANON_CLAIM_RATE", "1/600")]).await;
+    let owner = Owner::new();
+    for i in 0..4 {
+        let json = owner
+            .keypackage(KeyPackageSpec::one_time())
+            .event_443(&owner, NOW - 10 - i);
+        assert_eq!(server.post("/v1/keypackages", json).await.1["accepted"], json!(true));
+    }
+    let me = owner.pubkey();
+    let claim = |requester: Option<String>| {
+        let mut body = json!({"owners": [me]});
+        if let Some(r) = requester {
+            body["requester"] = json!(r);
+        }
+        let request = server
+            .http
+            .post(format!("{}/v1/keypackages/claim", server.base))
+            .body(body.to_string());
+        async move { request.send().await.unwrap() }
+    };
+    let alice = Some("a1".repeat(32));
+    assert_eq!(claim(alice.clone()).await.status(), StatusCode::OK);
+    let refused = claim(alice.clone()).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "600");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("rate_limited"));
+    assert_eq!(
+        claim(Some("b2".repeat(32))).await.status(),
+        StatusCode::OK,
+        "another requester still can"
+    );
+    assert_eq!(claim(None).await.status(), StatusCode::OK);
+    assert_eq!(
+        claim(None).await.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "anonymous bucket"
+    );
+    let count = server.get(&format!("/v1/keypackages/count?owner={me}")).await.1;
+    assert_eq!(count["one_time"], json!(1), "three handed out, refusals took nothing");
 }
 
 macro_rules! on_both_backends {
@@ -395,7 +439,8 @@ macro_rules! on_both_backends {
 on_both_backends!(
     every_route_over_http,
     bad_input_gets_clear_http_errors,
-    relay_token_guards_relay_routes_only
+    relay_token_guards_relay_routes_only,
+    claims_over_the_limit_get_429_with_retry_after,
 );
 
 /// A TCP relay to the emulator that can stop forwarding: the store then
@@ -458,7 +503,7 @@ async fn a_store_that_stops_answering_gets_503_with_retry_after() {
         .unwrap();
     let outage = Outage::start(host).await;
     let store = firestore_store(&outage.address, Policy::default(), Duration::from_secs(30)).await;
-    let server = Server::start(store, &[("KP_STORE_TIMEOUT_MS", "3000")]).await;
+    let server = Server::start(store, config(&[("KP_STORE_TIMEOUT_MS", "3000")])).await;
     let owner = Owner::new();
     let json = owner.keypackage(KeyPackageSpec::one_time()).event_443(&owner, NOW - 5);
     // The first connection through the relay can take a few seconds.

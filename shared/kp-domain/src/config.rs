@@ -53,6 +53,57 @@ impl std::str::FromStr for CapPolicy {
     }
 }
 
+/// A rate: `count` events per `per_secs` seconds (`COUNT/SECONDS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed per window; also the bucket's capacity.
+    pub count: u32,
+    /// The window, in seconds.
+    pub per_secs: u64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (count, secs) = s.split_once('/').ok_or("expected COUNT/SECONDS, e.g. 6/600")?;
+        let count: u32 = count.trim().parse().map_err(|_| "COUNT must be a whole number")?;
+        let per_secs: u64 = secs.trim().parse().map_err(|_| "SECONDS must be a whole number")?;
+        if count == 0 || per_secs == 0 {
+            return Err("COUNT and SECONDS must be positive".into());
+        }
+        Ok(Self { count, per_secs })
+    }
+}
+
+/// Drain and flood protection: token buckets kept in the owner's index, so
+/// every instance shares them and a decision takes its token atomically.
+/// `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    /// Claims per (requester, owner) (`KP_CLAIM_RATE`).
+    pub claim: Option<Rate>,
+    /// Claims per owner, all requesters together (`KP_OWNER_CLAIM_RATE`).
+    pub owner_claim: Option<Rate>,
+    /// Claims per owner without a requester (`KP_ANON_CLAIM_RATE`).
+    pub anon_claim: Option<Rate>,
+    /// New KeyPackages per owner, twins once (`KP_INGEST_RATE`).
+    pub ingest: Option<Rate>,
+}
+
+impl RateLimits {
+    /// The limits of API.md's defaults: 6/600, 60/600, 2/600, 30/600.
+    pub fn api_defaults() -> Self {
+        let rate = |count, per_secs| Some(Rate { count, per_secs });
+        Self {
+            claim: rate(6, 600),
+            owner_claim: rate(60, 600),
+            anon_claim: rate(2, 600),
+            ingest: rate(30, 600),
+        }
+    }
+}
+
 /// The lifecycle limits a store enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -69,6 +120,8 @@ pub struct Policy {
     /// before the deletion is expired once this has passed: `KP_TTL_SECS +
     /// KP_FUTURE_SKEW_SECS`.
     pub deletion_memory_secs: u64,
+    /// Rate limits (none by default; the process configuration sets API.md's).
+    pub limits: RateLimits,
 }
 
 impl Default for Policy {
@@ -80,6 +133,7 @@ impl Default for Policy {
             max_per_author: 2,
             audit_retention_secs: 2_592_000,
             deletion_memory_secs: validation.ttl_secs + validation.future_skew_secs,
+            limits: RateLimits::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`filter`]: the NIP-01 filters a query answers.
 //! - [`model`]: the stored documents (KeyPackage records, the owner index, audit).
 //! - [`rules`]: every lifecycle decision, as plans a backend applies atomically.
+//! - [`limits`]: token buckets against draining and flooding.
 //! - [`query`]: choosing which stored events a query answers with.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@
 pub mod config;
 pub mod filter;
 pub mod ids;
+pub mod limits;
 pub mod mls;
 pub mod model;
 pub mod query;
@@ -25,7 +27,7 @@ pub mod rules;
 pub mod signals;
 pub mod validate;
 
-pub use config::{CapPolicy, Policy, ValidationConfig};
+pub use config::{CapPolicy, Policy, Rate, RateLimits, ValidationConfig};
 pub use filter::{Filter, FilterError};
 pub use model::{
     AuditRecord, ConsumedVia, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerEntry, OwnerIndex, StoredEvent,

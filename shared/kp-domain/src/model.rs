@@ -215,7 +215,22 @@ pub struct OwnerIndex {
     pub deleted_slots: BTreeMap<String, SlotDeletion>,
     /// The earliest time anything in this index expires (for cleanup).
     pub next_purge_at: u64,
+    /// Rate-limit token buckets by key (`claim:<requester>`, `owner_claim`,
+    /// `anon_claim`, `ingest`). A full bucket is dropped: absent means full.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, Bucket>,
 }
+
+/// A token bucket's level at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Tokens left at `at`.
+    pub tokens: f64,
+    /// When `tokens` was measured, seconds since the epoch.
+    pub at: u64,
+}
+
+impl Eq for Bucket {}
 
 impl OwnerIndex {
     /// Drops what has expired by `now`. Records of expired KeyPackages are

@@ -4,6 +4,7 @@
 //! being unchanged since it was read, and starts over when it was not.
 
 use crate::config::{CapPolicy, Policy};
+use crate::limits::{self, Claimant, RateLimited};
 use crate::model::{
     AuditRecord, ConsumedVia, EventMeta, KeyPackageRecord, KeyPackageState, OwnerEntry, OwnerIndex, SlotDeletion,
     SlotHead, StoredEvent,
@@ -92,6 +93,8 @@ pub enum IngestDecision {
         /// The cap.
         cap: usize,
     },
+    /// The owner uploaded too many new KeyPackages lately.
+    RateLimited(RateLimited),
 }
 
 fn retirement(
@@ -255,6 +258,10 @@ pub fn plan_ingest(
             record
         }
         None => {
+            if let Err(limited) = limits::take(&mut owner, &limits::ingest_buckets(&policy.limits), &policy.limits, now)
+            {
+                return IngestDecision::RateLimited(limited);
+            }
             if owner.available.len() >= policy.max_per_owner {
                 match policy.on_cap {
                     CapPolicy::Reject => {
@@ -363,17 +370,19 @@ pub struct ClaimChoice {
 }
 
 /// Picks what a claim hands out: the oldest one-time KeyPackage (of the
-/// ciphersuite, when given), else the newest last resort. `None` when the
-/// owner has nothing.
+/// ciphersuite, when given), else the newest last resort. `Ok(None)` when the
+/// owner has nothing; an error when the claimant is over its rate limit.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_claim(
     owner_key: &str,
     index: &OwnerIndex,
     ciphersuite: Option<u16>,
     requester: Option<&str>,
+    claimant: Claimant<'_>,
     via: ConsumedVia,
     policy: &Policy,
     now: u64,
-) -> Option<ClaimChoice> {
+) -> Result<Option<ClaimChoice>, RateLimited> {
     let candidates = || {
         index
             .live(now)
@@ -390,29 +399,44 @@ pub fn plan_claim(
                 .then_with(|| b.lowest_event_id().cmp(a.lowest_event_id()))
         })
     });
-    let (keypackage_ref, _) = chosen?;
+    let Some((keypackage_ref, _)) = chosen else {
+        return Ok(None);
+    };
     let keypackage_ref = keypackage_ref.clone();
-    Some(ClaimChoice {
+    let plan = plan_use(owner_key, index, &keypackage_ref, requester, claimant, via, policy, now)?
+        .expect("chosen among the live entries");
+    Ok(Some(ClaimChoice {
         last_resort: index.available[&keypackage_ref].last_resort,
-        plan: plan_use(owner_key, index, &keypackage_ref, requester, via, policy, now)?,
+        plan,
         keypackage_ref,
-    })
+    }))
 }
 
 /// Hands out one available KeyPackage: a one-time one is consumed, a last
-/// resort records a use. `None` when it is not available at `now`.
+/// resort records a use. `Ok(None)` when it is not available at `now`; an
+/// error when the claimant is over its rate limit.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_use(
     owner_key: &str,
     index: &OwnerIndex,
     keypackage_ref: &str,
     requester: Option<&str>,
+    claimant: Claimant<'_>,
     via: ConsumedVia,
     policy: &Policy,
     now: u64,
-) -> Option<Plan> {
+) -> Result<Option<Plan>, RateLimited> {
     let mut owner = index.clone();
     owner.prune(now);
-    let entry = owner.available.get(keypackage_ref)?.clone();
+    let Some(entry) = owner.available.get(keypackage_ref).cloned() else {
+        return Ok(None);
+    };
+    limits::take(
+        &mut owner,
+        &limits::claim_buckets(&policy.limits, claimant),
+        &policy.limits,
+        now,
+    )?;
     let record = if entry.last_resort {
         let slot = owner.available.get_mut(keypackage_ref).expect("just read");
         slot.use_count += 1;
@@ -434,11 +458,11 @@ pub fn plan_use(
         ))
     };
     owner.refresh_next_purge();
-    Some(Plan {
+    Ok(Some(Plan {
         owner,
         records: vec![record],
         audit: vec![audit(owner_key, keypackage_ref, &entry, via, requester, policy, now)],
-    })
+    }))
 }
 
 /// What a deletion retires, given the deleter's index and the records its

@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kp_domain::filter::{CandidateSource, Filter};
+use kp_domain::limits::Claimant;
 use kp_domain::query::select_events;
-use kp_domain::rules::{self, IngestDecision, Plan};
+use kp_domain::rules::{self, Plan};
 use kp_domain::{
     AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerIndex,
     Policy,
@@ -126,13 +127,9 @@ impl Store for FirestoreStore {
                 &self.policy,
                 now,
             );
-            let (plan, outcome) = match decision {
-                IngestDecision::Store { plan, twin: true, .. } => (plan, IngestOutcome::StoredTwin),
-                IngestDecision::Store { plan, retired, .. } => (plan, IngestOutcome::Stored { retired }),
-                IngestDecision::Duplicate => return Ok(IngestOutcome::Duplicate),
-                IngestDecision::AlreadyUsed => return Ok(IngestOutcome::AlreadyUsed),
-                IngestDecision::SlotHeldByNewer => return Ok(IngestOutcome::SlotHeldByNewer),
-                IngestDecision::OverCap { cap } => return Ok(IngestOutcome::OverCap { cap }),
+            let (plan, outcome) = match kp_store::ingest_step(decision) {
+                Ok(step) => step,
+                Err(answer) => return Ok(answer),
             };
             if self.try_commit(&keypackage.owner, &read, &plan, &mut backoff).await? {
                 return Ok(outcome);
@@ -184,13 +181,13 @@ impl Store for FirestoreStore {
         loop {
             let read = self.client.owner(owner).await?;
             let index = index_of(&read);
-            let Some(choice) = rules::plan_claim(owner, &index, ciphersuite, requester, via, &self.policy, now) else {
-                return Ok(Claimed {
-                    event: None,
-                    keypackage_ref: None,
-                    last_resort: false,
-                });
-            };
+            let claimant = Claimant::from_requester(requester);
+            let choice =
+                match rules::plan_claim(owner, &index, ciphersuite, requester, claimant, via, &self.policy, now) {
+                    Ok(Some(choice)) => choice,
+                    Ok(None) => return Ok(Claimed::nothing()),
+                    Err(limited) => return Ok(Claimed::rate_limited(limited.retry_after)),
+                };
             let record = self.client.record(&choice.keypackage_ref).await?.ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "owner index names missing keypackage {}",
@@ -202,6 +199,7 @@ impl Store for FirestoreStore {
                     event: record.value.preferred_event().map(|e| e.json.clone()),
                     keypackage_ref: Some(choice.keypackage_ref),
                     last_resort: choice.last_resort,
+                    retry_after: None,
                 });
             }
         }
@@ -228,15 +226,25 @@ impl Store for FirestoreStore {
         loop {
             let read = self.client.owner(&found.owner).await?;
             let index = index_of(&read);
-            let Some(plan) = rules::plan_use(
+            let claimant = kp_store::consume_claimant(via, consumed_by);
+            let decided = rules::plan_use(
                 &found.owner,
                 &index,
                 &keypackage_ref,
                 consumed_by,
+                claimant,
                 via,
                 &self.policy,
                 now,
-            ) else {
+            );
+            let Some(plan) = (match decided {
+                Ok(plan) => plan,
+                Err(limited) => {
+                    return Ok(ConsumeOutcome::RateLimited {
+                        retry_after: limited.retry_after,
+                    });
+                }
+            }) else {
                 // The index was read before this record: the record's state
                 // is at least as new as the index.
                 let state = self.client.record(&keypackage_ref).await?.map(|v| v.value.state);

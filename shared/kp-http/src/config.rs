@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kp_domain::{CapPolicy, Policy, ValidationConfig};
+use kp_domain::{CapPolicy, Policy, Rate, RateLimits, ValidationConfig};
 
 /// Why the configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,32 +31,6 @@ pub enum StoreKind {
     Sqlite(String),
     /// `firestore`.
     Firestore,
-}
-
-/// A rate as `COUNT/SECONDS` (`KP_CLAIM_RATE` and friends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Events allowed per window.
-    pub count: u32,
-    /// The window.
-    pub per: Duration,
-}
-
-impl std::str::FromStr for Rate {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (count, secs) = s.split_once('/').ok_or("expected COUNT/SECONDS, e.g. 6/600")?;
-        let count: u32 = count.trim().parse().map_err(|_| "COUNT must be a whole number")?;
-        let secs: u64 = secs.trim().parse().map_err(|_| "SECONDS must be a whole number")?;
-        if count == 0 || secs == 0 {
-            return Err("COUNT and SECONDS must be positive".into());
-        }
-        Ok(Self {
-            count,
-            per: Duration::from_secs(secs),
-        })
-    }
 }
 
 /// Firestore connection settings (`FIRESTORE_*`).
@@ -93,14 +67,6 @@ pub struct Config {
     pub cleanup_interval: Option<Duration>,
     /// `KP_PUBLIC_URL`.
     pub public_url: String,
-    /// `KP_CLAIM_RATE`.
-    pub claim_rate: Rate,
-    /// `KP_OWNER_CLAIM_RATE`.
-    pub owner_claim_rate: Rate,
-    /// `KP_ANON_CLAIM_RATE`.
-    pub anon_claim_rate: Rate,
-    /// `KP_INGEST_RATE`.
-    pub ingest_rate: Rate,
     /// `KP_STORE_TIMEOUT_MS`: the deadline of every store call.
     pub store_timeout: Duration,
 }
@@ -118,10 +84,6 @@ impl std::fmt::Debug for Config {
             .field("consume_on_query", &self.consume_on_query)
             .field("cleanup_interval", &self.cleanup_interval)
             .field("public_url", &self.public_url)
-            .field("claim_rate", &self.claim_rate)
-            .field("owner_claim_rate", &self.owner_claim_rate)
-            .field("anon_claim_rate", &self.anon_claim_rate)
-            .field("ingest_rate", &self.ingest_rate)
             .field("store_timeout", &self.store_timeout)
             .finish()
     }
@@ -246,6 +208,17 @@ impl Config {
             max_per_author: vars.positive("KP_MAX_PER_AUTHOR", 2)? as usize,
             audit_retention_secs: vars.positive("KP_AUDIT_RETENTION_SECS", 2_592_000)?,
             deletion_memory_secs: validation.ttl_secs + validation.future_skew_secs,
+            limits: {
+                let defaults = RateLimits::api_defaults();
+                RateLimits {
+                    claim: Some(vars.parse::<Rate>("KP_CLAIM_RATE", defaults.claim.expect("default"))?),
+                    owner_claim: Some(
+                        vars.parse::<Rate>("KP_OWNER_CLAIM_RATE", defaults.owner_claim.expect("default"))?,
+                    ),
+                    anon_claim: Some(vars.parse::<Rate>("KP_ANON_CLAIM_RATE", defaults.anon_claim.expect("default"))?),
+                    ingest: Some(vars.parse::<Rate>("KP_INGEST_RATE", defaults.ingest.expect("default"))?),
+                }
+            },
         };
         let cleanup_secs: u64 = vars.parse("KP_CLEANUP_INTERVAL_SECS", 3_600)?;
         Ok(Self {
@@ -262,34 +235,6 @@ impl Config {
                 .get("KP_PUBLIC_URL")
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| format!("http://{listen}")),
-            claim_rate: vars.parse(
-                "KP_CLAIM_RATE",
-                Rate {
-                    count: 6,
-                    per: Duration::from_secs(600),
-                },
-            )?,
-            owner_claim_rate: vars.parse(
-                "KP_OWNER_CLAIM_RATE",
-                Rate {
-                    count: 60,
-                    per: Duration::from_secs(600),
-                },
-            )?,
-            anon_claim_rate: vars.parse(
-                "KP_ANON_CLAIM_RATE",
-                Rate {
-                    count: 2,
-                    per: Duration::from_secs(600),
-                },
-            )?,
-            ingest_rate: vars.parse(
-                "KP_INGEST_RATE",
-                Rate {
-                    count: 30,
-                    per: Duration::from_secs(600),
-                },
-            )?,
             store_timeout: Duration::from_millis(vars.positive("KP_STORE_TIMEOUT_MS", 10_000)?),
         })
     }
@@ -310,17 +255,17 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.store, StoreKind::Sqlite("sqlite:keypackages.db".into()));
-        assert_eq!(c.policy, Policy::default());
+        assert_eq!(
+            c.policy,
+            Policy {
+                limits: RateLimits::api_defaults(),
+                ..Policy::default()
+            }
+        );
         assert_eq!(c.validation, ValidationConfig::default());
         assert_eq!(c.cleanup_interval, Some(Duration::from_secs(3600)));
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
-        assert_eq!(
-            c.claim_rate,
-            Rate {
-                count: 6,
-                per: Duration::from_secs(600)
-            }
-        );
+        assert_eq!(c.policy.limits.claim, Some(Rate { count: 6, per_secs: 600 }));
         assert!(!c.consume_on_query);
         assert_eq!(c.firestore.database_id, "(default)");
     }

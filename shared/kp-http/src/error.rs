@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 409: already consumed.
     #[error("keypackage {0} is already consumed")]
     AlreadyConsumed(String),
+    /// 429: over a rate limit; retry after this many seconds.
+    #[error("rate limited: retry in {0} s")]
+    RateLimited(u64),
     /// 413: body over the limit.
     #[error("body is larger than {0} bytes")]
     TooLarge(usize),
@@ -51,6 +54,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyConsumed(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -66,6 +70,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AlreadyConsumed(_) => "already_consumed",
             Self::TooLarge(_) => "payload_too_large",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable(_) => "store_unavailable",
             Self::Internal => "internal",
         }
@@ -88,10 +93,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, Self::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        let retry_after = match self {
+            Self::Unavailable(_) => Some(HeaderValue::from_static(RETRY_AFTER_SECS)),
+            Self::RateLimited(secs) => Some(HeaderValue::from(secs)),
+            _ => None,
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

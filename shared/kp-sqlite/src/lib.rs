@@ -43,8 +43,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use kp_domain::filter::{CandidateSource, Filter};
+use kp_domain::limits::Claimant;
 use kp_domain::query::select_events;
-use kp_domain::rules::{self, IngestDecision};
+use kp_domain::rules;
 use kp_domain::{
     AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerIndex,
     Policy,
@@ -192,13 +193,10 @@ impl Store for SqliteStore {
         self.decide(move |tx, policy| {
             let index = owner_index(tx, &kp.owner)?;
             let existing = tables::record(tx, &kp.keypackage_ref)?;
-            let (plan, outcome) = match rules::plan_ingest(&index, existing.as_ref(), &kp, policy, now) {
-                IngestDecision::Store { plan, twin: true, .. } => (plan, IngestOutcome::StoredTwin),
-                IngestDecision::Store { plan, retired, .. } => (plan, IngestOutcome::Stored { retired }),
-                IngestDecision::Duplicate => return Ok(IngestOutcome::Duplicate),
-                IngestDecision::AlreadyUsed => return Ok(IngestOutcome::AlreadyUsed),
-                IngestDecision::SlotHeldByNewer => return Ok(IngestOutcome::SlotHeldByNewer),
-                IngestDecision::OverCap { cap } => return Ok(IngestOutcome::OverCap { cap }),
+            let decision = rules::plan_ingest(&index, existing.as_ref(), &kp, policy, now);
+            let (plan, outcome) = match kp_store::ingest_step(decision) {
+                Ok(step) => step,
+                Err(answer) => return Ok(answer),
             };
             tables::apply_plan(tx, &kp.owner, &plan)?;
             Ok(outcome)
@@ -240,13 +238,21 @@ impl Store for SqliteStore {
         let requester = requester.map(str::to_owned);
         self.decide(move |tx, policy| {
             let index = owner_index(tx, &owner)?;
-            let Some(choice) = rules::plan_claim(&owner, &index, ciphersuite, requester.as_deref(), via, policy, now)
-            else {
-                return Ok(Claimed {
-                    event: None,
-                    keypackage_ref: None,
-                    last_resort: false,
-                });
+            let claimant = Claimant::from_requester(requester.as_deref());
+            let decided = rules::plan_claim(
+                &owner,
+                &index,
+                ciphersuite,
+                requester.as_deref(),
+                claimant,
+                via,
+                policy,
+                now,
+            );
+            let choice = match decided {
+                Ok(Some(choice)) => choice,
+                Ok(None) => return Ok(Claimed::nothing()),
+                Err(limited) => return Ok(Claimed::rate_limited(limited.retry_after)),
             };
             // Read before the plan retires it: retiring drops the events.
             let record = tables::record(tx, &choice.keypackage_ref)?.ok_or_else(|| {
@@ -260,6 +266,7 @@ impl Store for SqliteStore {
                 event: record.preferred_event().map(|e| e.json.clone()),
                 keypackage_ref: Some(choice.keypackage_ref),
                 last_resort: choice.last_resort,
+                retry_after: None,
             })
         })
         .await
@@ -280,15 +287,25 @@ impl Store for SqliteStore {
             };
             let keypackage_ref = found.keypackage_ref;
             let index = owner_index(tx, &found.owner)?;
-            let Some(plan) = rules::plan_use(
+            let claimant = kp_store::consume_claimant(via, consumed_by.as_deref());
+            let decided = rules::plan_use(
                 &found.owner,
                 &index,
                 &keypackage_ref,
                 consumed_by.as_deref(),
+                claimant,
                 via,
                 policy,
                 now,
-            ) else {
+            );
+            let Some(plan) = (match decided {
+                Ok(plan) => plan,
+                Err(limited) => {
+                    return Ok(ConsumeOutcome::RateLimited {
+                        retry_after: limited.retry_after,
+                    });
+                }
+            }) else {
                 // Not available at `now`: an expired record is unknown to
                 // the caller, a tombstone was used before.
                 return Ok(match found.state {

@@ -7,6 +7,8 @@
 
 use async_trait::async_trait;
 use kp_domain::filter::Filter;
+use kp_domain::limits::Claimant;
+use kp_domain::rules::{IngestDecision, Plan};
 use kp_domain::{AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, OwnerCount, Policy};
 
 /// What an ingest did.
@@ -31,6 +33,11 @@ pub enum IngestOutcome {
         /// The cap.
         cap: usize,
     },
+    /// The owner uploaded too many new KeyPackages lately (`KP_INGEST_RATE`).
+    RateLimited {
+        /// Seconds until the next upload is allowed.
+        retry_after: u64,
+    },
 }
 
 impl IngestOutcome {
@@ -45,7 +52,36 @@ impl IngestOutcome {
                 false,
                 format!("rate-limited: owner already has {cap} available keypackages, the most allowed"),
             ),
+            Self::RateLimited { retry_after } => (
+                false,
+                format!("rate-limited: too many new keypackages for this owner, retry in {retry_after} s"),
+            ),
         }
+    }
+}
+
+/// Who a consumption counts against: a Welcome is a claim by its signer;
+/// other direct consumptions come from operators and are not limited.
+pub fn consume_claimant(via: ConsumedVia, consumed_by: Option<&str>) -> Claimant<'_> {
+    match via {
+        ConsumedVia::Welcome | ConsumedVia::Claim | ConsumedVia::Query => Claimant::from_requester(consumed_by),
+        ConsumedVia::Consume | ConsumedVia::Deletion | ConsumedVia::Replacement => Claimant::Operator,
+    }
+}
+
+/// Splits an ingest decision into the plan to write and the outcome to
+/// answer once it is written, or the outcome to answer without writing.
+pub fn ingest_step(decision: IngestDecision) -> Result<(Plan, IngestOutcome), IngestOutcome> {
+    match decision {
+        IngestDecision::Store { plan, twin: true, .. } => Ok((plan, IngestOutcome::StoredTwin)),
+        IngestDecision::Store { plan, retired, .. } => Ok((plan, IngestOutcome::Stored { retired })),
+        IngestDecision::Duplicate => Err(IngestOutcome::Duplicate),
+        IngestDecision::AlreadyUsed => Err(IngestOutcome::AlreadyUsed),
+        IngestDecision::SlotHeldByNewer => Err(IngestOutcome::SlotHeldByNewer),
+        IngestDecision::OverCap { cap } => Err(IngestOutcome::OverCap { cap }),
+        IngestDecision::RateLimited(limited) => Err(IngestOutcome::RateLimited {
+            retry_after: limited.retry_after,
+        }),
     }
 }
 
@@ -59,6 +95,29 @@ pub struct Claimed {
     pub keypackage_ref: Option<String>,
     /// Whether it is a last resort, which stays available.
     pub last_resort: bool,
+    /// Set when the claimant is over its rate limit: seconds to wait. Nothing
+    /// was handed out.
+    pub retry_after: Option<u64>,
+}
+
+impl Claimed {
+    /// The owner has nothing to hand out.
+    pub fn nothing() -> Self {
+        Self {
+            event: None,
+            keypackage_ref: None,
+            last_resort: false,
+            retry_after: None,
+        }
+    }
+
+    /// The claimant is over its rate limit.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::nothing()
+        }
+    }
 }
 
 /// What consuming one event's KeyPackage did.
@@ -81,6 +140,12 @@ pub enum ConsumeOutcome {
     },
     /// No live KeyPackage has this event (unknown, or expired).
     NotFound,
+    /// The claimant (a Welcome's signer) is over its rate limit; nothing was
+    /// consumed.
+    RateLimited {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
 }
 
 /// What a deletion retired.
@@ -180,7 +245,9 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreResult<Claimed>;
 
-    /// Consumes the KeyPackage holding `event_id` (a last resort records a use).
+    /// Consumes the KeyPackage holding `event_id` (a last resort records a
+    /// use). A Welcome's consumption counts as a claim by `consumed_by` and
+    /// is rate limited like one; a direct consume (operators) is not.
     async fn consume(
         &self,
         event_id: &str,

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use kp_domain::filter::Filter;
 use kp_domain::signals::parse_deletion;
-use kp_domain::{CapPolicy, ConsumedVia, KeyPackageEvent, Policy, ValidationConfig, validate_keypackage_event};
+use kp_domain::{
+    CapPolicy, ConsumedVia, KeyPackageEvent, Policy, Rate, RateLimits, ValidationConfig, validate_keypackage_event,
+};
 use kp_store::{CleanupOptions, ConsumeOutcome, IngestOutcome, Store};
 use openmls::prelude::Ciphersuite;
 use serde_json::json;
@@ -51,6 +53,9 @@ macro_rules! store_conformance_tests {
             concurrent_consumes_of_one_keypackage_succeed_once,
             ingest_racing_deletion_never_leaves_it_available,
             reingesting_consumed_twins_never_revives_them,
+            claims_are_rate_limited_per_requester_and_per_owner,
+            welcome_consumption_is_rate_limited_like_a_claim,
+            new_keypackages_are_rate_limited_per_owner_twins_once,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -939,4 +944,156 @@ pub async fn reingesting_consumed_twins_never_revives_them(make: MakeStore) {
         .await
         .unwrap();
     assert_eq!(again.event, None);
+}
+
+fn rate(count: u32, per_secs: u64) -> Option<Rate> {
+    Some(Rate { count, per_secs })
+}
+
+/// One requester cannot take more than its share of an owner's KeyPackages
+/// while another still can; anonymous claims share a stricter bucket; all
+/// requesters together are bounded per owner; tokens come back with time.
+pub async fn claims_are_rate_limited_per_requester_and_per_owner(make: MakeStore) {
+    let store = make(Policy {
+        limits: RateLimits {
+            claim: rate(2, 600),
+            owner_claim: rate(5, 600),
+            anon_claim: rate(1, 600),
+            ingest: None,
+        },
+        ..policy()
+    })
+    .await;
+    let owner = Owner::new();
+    for i in 0..8 {
+        ingest(&store, &one_time(&owner).event_443(&owner, NOW - 100 + i), NOW).await;
+    }
+    let me = owner.pubkey();
+    let claim = |requester: Option<String>, now: u64| {
+        let store = store.clone();
+        let me = me.clone();
+        async move {
+            store
+                .claim(&me, None, requester.as_deref(), ConsumedVia::Claim, now)
+                .await
+                .unwrap()
+        }
+    };
+    let alice = Some("a1".repeat(32));
+    let bob = Some("b0".repeat(32));
+    let carol = Some("c0".repeat(32));
+    assert!(claim(alice.clone(), NOW).await.event.is_some());
+    assert!(claim(alice.clone(), NOW).await.event.is_some());
+    let refused = claim(alice.clone(), NOW).await;
+    assert_eq!(
+        (refused.event.as_ref(), refused.retry_after),
+        (None, Some(300)),
+        "alice used her share"
+    );
+    assert!(claim(bob.clone(), NOW).await.event.is_some(), "bob still can");
+    assert!(claim(None, NOW).await.event.is_some());
+    assert_eq!(
+        claim(None, NOW).await.retry_after,
+        Some(600),
+        "anonymous bucket is stricter"
+    );
+    assert!(claim(bob.clone(), NOW).await.event.is_some());
+    // Five handed out: the owner-wide bucket is empty for everyone.
+    assert!(claim(carol.clone(), NOW).await.retry_after.is_some());
+    assert_eq!(
+        store.count(&me, NOW).await.unwrap().available,
+        3,
+        "refusals consume nothing"
+    );
+    let later = NOW + 600;
+    assert!(
+        claim(alice.clone(), later).await.event.is_some(),
+        "tokens come back with time"
+    );
+    assert_eq!(store.audit(&me).await.unwrap().len(), 6);
+}
+
+/// A Welcome counts as a claim by its signer: it cannot be used to drain.
+pub async fn welcome_consumption_is_rate_limited_like_a_claim(make: MakeStore) {
+    let store = make(Policy {
+        limits: RateLimits {
+            claim: rate(1, 600),
+            ..RateLimits::default()
+        },
+        ..policy()
+    })
+    .await;
+    let owner = Owner::new();
+    let signer = Owner::new().pubkey();
+    let first = one_time(&owner).event_443(&owner, NOW - 10);
+    let second = one_time(&owner).event_443(&owner, NOW - 5);
+    ingest(&store, &first, NOW).await;
+    ingest(&store, &second, NOW).await;
+    let welcome = |id: String| {
+        let store = store.clone();
+        let signer = signer.clone();
+        async move {
+            store
+                .consume(&id, Some(&signer), ConsumedVia::Welcome, NOW)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(matches!(
+        welcome(event_id(&first)).await,
+        ConsumeOutcome::Consumed { .. }
+    ));
+    assert_eq!(
+        welcome(event_id(&second)).await,
+        ConsumeOutcome::RateLimited { retry_after: 600 }
+    );
+    assert_eq!(
+        store.count(&owner.pubkey(), NOW).await.unwrap().available,
+        1,
+        "the second stays available"
+    );
+    // An operator's direct consume is not limited.
+    let direct = store
+        .consume(&event_id(&second), None, ConsumedVia::Consume, NOW)
+        .await
+        .unwrap();
+    assert!(matches!(direct, ConsumeOutcome::Consumed { .. }));
+}
+
+/// New KeyPackages per owner are limited; a twin is the same KeyPackage and
+/// takes no token.
+pub async fn new_keypackages_are_rate_limited_per_owner_twins_once(make: MakeStore) {
+    let store = make(Policy {
+        limits: RateLimits {
+            ingest: rate(2, 600),
+            ..RateLimits::default()
+        },
+        ..policy()
+    })
+    .await;
+    let owner = Owner::new();
+    let first = one_time(&owner);
+    ingest(&store, &first.event_443(&owner, NOW - 10), NOW).await;
+    let twin = ingest(&store, &first.event_30443(&owner, &first.default_slot(), NOW - 10), NOW).await;
+    assert_eq!(twin, IngestOutcome::StoredTwin);
+    assert!(matches!(
+        ingest(&store, &one_time(&owner).event_443(&owner, NOW - 5), NOW).await,
+        IngestOutcome::Stored { .. }
+    ));
+    let third = one_time(&owner).event_443(&owner, NOW - 1);
+    let limited = ingest(&store, &third, NOW).await;
+    assert_eq!(limited, IngestOutcome::RateLimited { retry_after: 300 });
+    assert!(limited.decision().1.starts_with("rate-limited: "));
+    assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().available, 2);
+    let later = NOW + 300;
+    assert!(matches!(
+        ingest(&store, &third, later).await,
+        IngestOutcome::Stored { .. }
+    ));
+    // Another owner has a bucket of its own.
+    let other = Owner::new();
+    assert!(matches!(
+        ingest(&store, &one_time(&other).event_443(&other, NOW), NOW).await,
+        IngestOutcome::Stored { .. }
+    ));
 }

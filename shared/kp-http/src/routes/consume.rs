@@ -39,6 +39,9 @@ struct ClaimedEntry {
     owner: String,
     event: Option<Box<serde_json::value::RawValue>>,
     last_resort: bool,
+    /// Present when the requester is over its limit for this owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -94,7 +97,16 @@ async fn claim(State(state): State<AppState>, BatchBody(body): BatchBody) -> Res
             owner,
             event: outcome.event.as_deref().map(raw),
             last_resort: outcome.last_resort,
+            retry_after: outcome.retry_after,
         });
+    }
+    // Fail closed: when every owner asked for is over the limit the request
+    // is refused; otherwise what was handed out must reach the caller, and
+    // the limited owners say so in their entries.
+    if let Some(wait) = claimed.iter().map(|c| c.retry_after).collect::<Option<Vec<u64>>>() {
+        let wait = wait.into_iter().min().unwrap_or(1);
+        tracing::warn!(requester = ?requester, retry_after = wait, "claim rate limited");
+        return Err(ApiError::RateLimited(wait));
     }
     Ok(Json(ClaimAnswer { claimed }))
 }
@@ -154,6 +166,7 @@ async fn consume(
         })),
         ConsumeOutcome::AlreadyConsumed { keypackage_ref } => Err(ApiError::AlreadyConsumed(keypackage_ref)),
         ConsumeOutcome::NotFound => Err(ApiError::UnknownKeyPackage(event_id)),
+        ConsumeOutcome::RateLimited { retry_after } => Err(ApiError::RateLimited(retry_after)),
     }
 }
 
@@ -182,6 +195,10 @@ pub async fn welcome_json(state: &AppState, json: &str, route: &str) -> Result<D
                 ConsumeOutcome::LastResortUsed { .. } => String::new(),
                 ConsumeOutcome::AlreadyConsumed { .. } => "duplicate: the keypackage was already consumed".into(),
                 ConsumeOutcome::NotFound => "duplicate: no stored keypackage matches; nothing consumed".into(),
+                // The Welcome is still delivered; the KeyPackage stays.
+                ConsumeOutcome::RateLimited { retry_after } => {
+                    format!("rate-limited: too many claims by this signer, nothing consumed; retry in {retry_after} s")
+                }
             };
             Decision {
                 event_id: welcome.id,
