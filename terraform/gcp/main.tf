@@ -5,7 +5,8 @@
 
 locals {
   # Each function: its binary in the image (/usr/local/bin/<binary>), its
-  # request timeout, and the Firestore role it needs. `query` only reads.
+  # request timeout, and the Firestore role it needs. `query` only reads
+  # (KP_CONSUME_ON_QUERY, which would make it write, is not acted on yet).
   # `gateway` serves POST /v1/events, which dispatches by kind to ingest,
   # Welcome consumption and deletion, so it writes.
   functions = {
