@@ -13,8 +13,9 @@ locals {
   requests        = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND ${local.services_filter}"
   cleanup_service = "resource.type = \"cloud_run_revision\" AND metric.type = \"run.googleapis.com/request_count\" AND resource.labels.service_name = \"${var.name}-cleanup\""
   firestore       = "resource.type = \"firestore.googleapis.com/Database\" AND resource.labels.database_id = \"${var.firestore_database_id}\""
-  store_errors    = "resource.type = \"global\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.store_errors.name}\""
-  channels        = [for channel in google_monitoring_notification_channel.email : channel.id]
+  # A log-based metric keeps the monitored resource of its log entries.
+  store_errors = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.store_errors.name}\""
+  channels     = [for channel in google_monitoring_notification_channel.email : channel.id]
 }
 
 resource "google_monitoring_notification_channel" "email" {
