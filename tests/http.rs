@@ -1,6 +1,7 @@
 //! HTTP API v1 over real HTTP: the gateway router served on 127.0.0.1:0,
-//! driven with an HTTP client, against SQLite and against Firestore on the
-//! emulator (started by the harness). The clock is fixed at `NOW`.
+//! driven with an HTTP client, against SQLite, against Firestore on the
+//! emulator and against PostgreSQL (both started by the harness). The clock
+//! is fixed at `NOW`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use kp_sqlite::{SqlitePath, SqliteStore};
 use kp_store::Store;
 use kp_testkit::emulator::firestore_emulator_host;
 use kp_testkit::factory::event_id;
+use kp_testkit::postgres::fresh_postgres_database;
 use kp_testkit::{KeyPackageSpec, NOW, Owner};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -23,6 +25,7 @@ use serde_json::{Value, json};
 enum Backend {
     Sqlite,
     Firestore,
+    Postgres,
 }
 
 fn unique() -> String {
@@ -44,6 +47,15 @@ async fn store(backend: Backend, policy: Policy) -> Arc<dyn Store> {
                 .await
                 .unwrap();
             firestore_store(&host, policy, Duration::from_secs(30)).await
+        }
+        Backend::Postgres => {
+            // Opened the way a process opens it: KP_STORE and KP_PG_POOL
+            // read by the configuration, then `open_store`.
+            let url = fresh_postgres_database().await;
+            let mut config = config(&[("KP_STORE", &url), ("KP_PG_POOL", "4")]);
+            assert_eq!(config.store, kp_http::StoreKind::Postgres(url.clone()));
+            config.policy = policy;
+            kp_http::open_store(&config).await.expect("open the postgres store")
         }
     }
 }
@@ -77,12 +89,13 @@ impl Server {
         Self::start(store(backend, config.policy.clone()).await, config).await
     }
 
-    async fn start(store: Arc<dyn Store>, config: Config) -> Self {
+    async fn start(store: Arc<dyn Store>, mut config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        config.public_url = base.clone();
         let mut state = AppState::new(store, config);
         state.clock = Arc::new(|| NOW);
         let router = kp_http::router(state, Function::Gateway);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             base,
@@ -415,6 +428,160 @@ async fn claims_over_the_limit_get_429_with_retry_after(backend: Backend) {
     assert_eq!(count["one_time"], json!(1), "three handed out, refusals took nothing");
 }
 
+async fn owner_routes_authenticate_with_nip98(backend: Backend) {
+    let server = Server::on(backend, &[("KP_RELAY_TOKEN", "relay-secret")]).await;
+    let alice = Owner::new();
+    let bob = Owner::new();
+    let kept = alice.keypackage(KeyPackageSpec::one_time());
+    let kept_json = kept.event_443(&alice, NOW - 20);
+    let retired = alice.keypackage(KeyPackageSpec::one_time());
+    let retired_json = retired.event_443(&alice, NOW - 10);
+    for json in [&kept_json, &retired_json] {
+        let response = server
+            .http
+            .post(format!("{}/v1/keypackages", server.base))
+            .bearer_auth("relay-secret")
+            .body(json.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let call = |method: reqwest::Method, path: &str, header: Option<String>, body: Option<&'static str>| {
+        let mut request = server.http.request(method, format!("{}{path}", server.base));
+        if let Some(header) = header {
+            request = request.header("authorization", header);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let list_url = format!("{}/v1/me/keypackages", server.base);
+    let get = reqwest::Method::GET;
+    let del = reqwest::Method::DELETE;
+
+    let (status, body) = call(
+        get.clone(),
+        "/v1/me/keypackages",
+        Some(alice.nip98(&list_url, "GET", None, NOW)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["keypackages"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["keypackage_ref"], json!(kept.keypackage_ref));
+    assert_eq!(listed[0]["state"], json!("available"));
+    assert_eq!(listed[0]["kinds"], json!([443]));
+
+    // Every failure is a 401 and reveals nothing.
+    let unauthorized = [
+        (get.clone(), None, None, "no header"),
+        (
+            get.clone(),
+            Some(alice.nip98(&format!("{}/v1/me/audit", server.base), "GET", None, NOW)),
+            None,
+            "wrong URL",
+        ),
+        (
+            get.clone(),
+            Some(alice.nip98(&list_url, "POST", None, NOW)),
+            None,
+            "wrong method",
+        ),
+        (
+            get.clone(),
+            Some(alice.nip98(&list_url, "GET", None, NOW - 120)),
+            None,
+            "stale",
+        ),
+        (
+            get.clone(),
+            Some("Bearer relay-secret".to_string()),
+            None,
+            "relay token",
+        ),
+    ];
+    for (method, header, body, why) in unauthorized {
+        let (status, answer) = call(method, "/v1/me/keypackages", header, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}: {answer}");
+    }
+    let once = alice.nip98(&list_url, "GET", None, NOW + 1);
+    assert_eq!(
+        call(get.clone(), "/v1/me/keypackages", Some(once.clone()), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(get.clone(), "/v1/me/keypackages", Some(once), None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "replayed"
+    );
+
+    // Retiring: only one's own, payload checked when a body is sent.
+    let path = format!("/v1/me/keypackages/{}", event_id(&retired_json));
+    let url = format!("{}{path}", server.base);
+    let (status, _) = call(del.clone(), &path, Some(bob.nip98(&url, "DELETE", None, NOW)), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "someone else's keypackage");
+    let wrong_payload = alice.nip98(&url, "DELETE", Some(b"other"), NOW);
+    assert_eq!(
+        call(del.clone(), &path, Some(wrong_payload), Some("{}")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, body) = call(
+        del.clone(),
+        &path,
+        Some(alice.nip98(&url, "DELETE", Some(b"{}"), NOW)),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"keypackage_ref": retired.keypackage_ref, "retired": true})
+        )
+    );
+    let (status, _) = call(
+        del.clone(),
+        &path,
+        Some(alice.nip98(&url, "DELETE", None, NOW + 2)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "already retired");
+
+    let audit_url = format!("{}/v1/me/audit", server.base);
+    let (status, body) = call(
+        get.clone(),
+        "/v1/me/audit",
+        Some(alice.nip98(&audit_url, "GET", None, NOW)),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["records"],
+        json!([{"keypackage_ref": retired.keypackage_ref, "event_ids": [event_id(&retired_json)],
+                "via": "deletion", "requester": alice.pubkey(), "at": NOW}])
+    );
+    let (_, body) = call(
+        get,
+        "/v1/me/keypackages",
+        Some(alice.nip98(&list_url, "GET", None, NOW + 3)),
+        None,
+    )
+    .await;
+    assert_eq!(body["keypackages"][1]["state"], json!("deleted"));
+}
+
+/// Declares each test once per backend: SQLite, Firestore and PostgreSQL.
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -433,6 +600,14 @@ macro_rules! on_both_backends {
                 }
             )+
         }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )+
+        }
     };
 }
 
@@ -441,6 +616,7 @@ on_both_backends!(
     bad_input_gets_clear_http_errors,
     relay_token_guards_relay_routes_only,
     claims_over_the_limit_get_429_with_retry_after,
+    owner_routes_authenticate_with_nip98,
 );
 
 /// A TCP relay to the emulator that can stop forwarding: the store then

@@ -251,6 +251,9 @@ const EXPECTED_INDEXES: &[(&str, Option<&str>)] = &[
     ("DELETE_OWNER", Some("keypackage_owners_pkey")),
     ("COUNT_EXPIRED_AUDIT", Some("keypackage_audit_expire_at")),
     ("DELETE_EXPIRED_AUDIT", Some("keypackage_audit_expire_at")),
+    ("RECORDS_OF_OWNER", Some("keypackages_owner")),
+    ("REMEMBER_AUTH", None),
+    ("DELETE_EXPIRED_AUTH", Some("keypackage_auth_expire_at")),
 ];
 
 /// Every statement the backend runs is served by the index meant for it:

@@ -7,6 +7,7 @@
 //! - [`config`]: the knobs validation and the lifecycle rules obey.
 //! - [`validate`]: kind 443 / 30443 event validation down to the MLS KeyPackage.
 //! - [`mls`]: the MLS part of validation, on top of OpenMLS.
+//! - [`nip98`]: NIP-98 HTTP auth of the owner routes.
 //! - [`signals`]: Welcome (kind 444) and NIP-09 deletion (kind 5) events.
 //! - [`filter`]: the NIP-01 filters a query answers.
 //! - [`model`]: the stored documents (KeyPackage records, the owner index, audit).
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod limits;
 pub mod mls;
 pub mod model;
+pub mod nip98;
 pub mod query;
 pub mod rules;
 pub mod signals;

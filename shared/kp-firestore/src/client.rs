@@ -355,6 +355,50 @@ impl Client {
         docs.iter().map(decode).collect()
     }
 
+    /// [`crate::StoreQuery::RecordsOfOwner`].
+    pub(crate) async fn records_of_owner(&self, owner: &str) -> StoreResult<Vec<KeyPackageRecord>> {
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(self.collections.keypackages.as_str())
+            .filter(|q| q.for_all([q.field("owner").eq(owner)]))
+            .query()
+            .await
+            .map_err(unavailable)?;
+        docs.iter().map(decode).collect()
+    }
+
+    /// Creates the auth event's document; `false` when it already exists.
+    pub(crate) async fn remember_auth(&self, event_id: &str, expire_at: u64) -> StoreResult<bool> {
+        #[derive(Serialize)]
+        struct UsedAuth {
+            expire_at: u64,
+        }
+        let name = self.doc_name(&self.collections.auth, event_id);
+        let write = self.put_write(name, &UsedAuth { expire_at }, None, None)?;
+        Ok(matches!(self.commit(vec![write]).await?, Committed::Yes))
+    }
+
+    /// [`crate::StoreQuery::ExpiredAuth`]: deletes used auth events past their window.
+    pub(crate) async fn delete_expired_auth(&self, now: u64, limit: usize) -> StoreResult<u64> {
+        let names: Vec<String> = self
+            .db
+            .fluent()
+            .select()
+            .fields(["expire_at"])
+            .from(self.collections.auth.as_str())
+            .filter(|q| q.for_all([q.field("expire_at").less_than_or_equal(now)]))
+            .limit(limit as u32)
+            .query()
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        self.delete_audit(names).await
+    }
+
     fn put_write<T: Serialize>(
         &self,
         name: String,

@@ -326,8 +326,21 @@ impl Store for FirestoreStore {
             audit_done = found.len() < batch;
             report.audit_purged += self.client.delete_audit(found).await?;
         }
+        if audit_done && in_budget() {
+            self.client.delete_expired_auth(now, batch).await?;
+        }
         report.complete = records_done && owners_done && audit_done;
         Ok(report)
+    }
+
+    async fn keypackages_of(&self, owner: &str) -> StoreResult<Vec<KeyPackageRecord>> {
+        let mut records = self.client.records_of_owner(owner).await?;
+        records.sort_by(|a, b| (a.created_at, &a.keypackage_ref).cmp(&(b.created_at, &b.keypackage_ref)));
+        Ok(records)
+    }
+
+    async fn remember_auth(&self, event_id: &str, expire_at: u64) -> StoreResult<bool> {
+        self.client.remember_auth(event_id, expire_at).await
     }
 
     async fn audit(&self, owner: &str) -> StoreResult<Vec<AuditRecord>> {

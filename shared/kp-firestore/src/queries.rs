@@ -11,6 +11,8 @@ pub struct Collections {
     pub owners: String,
     /// Audit records.
     pub audit: String,
+    /// Used NIP-98 auth events.
+    pub auth: String,
 }
 
 impl Collections {
@@ -20,6 +22,7 @@ impl Collections {
             keypackages: format!("{prefix}keypackages"),
             owners: format!("{prefix}keypackage_owners"),
             audit: format!("{prefix}keypackage_audit"),
+            auth: format!("{prefix}keypackage_auth"),
         }
     }
 }
@@ -72,11 +75,15 @@ pub enum StoreQuery {
     ExpiredAudit,
     /// Audit records of one owner.
     AuditOfOwner,
+    /// Every record of one owner (owner routes).
+    RecordsOfOwner,
+    /// Used auth events past their window.
+    ExpiredAuth,
 }
 
 impl StoreQuery {
     /// All of them.
-    pub const ALL: [StoreQuery; 7] = [
+    pub const ALL: [StoreQuery; 9] = [
         Self::RecordsByEventIds,
         Self::RecordsBySlots,
         Self::RecentAvailable,
@@ -84,6 +91,8 @@ impl StoreQuery {
         Self::OwnersToPrune,
         Self::ExpiredAudit,
         Self::AuditOfOwner,
+        Self::RecordsOfOwner,
+        Self::ExpiredAuth,
     ];
 
     /// The query's shape.
@@ -101,6 +110,8 @@ impl StoreQuery {
             Self::OwnersToPrune => ("keypackage_owners", vec![("next_purge_at", Range)], vec![]),
             Self::ExpiredAudit => ("keypackage_audit", vec![("expire_at", Range)], vec![]),
             Self::AuditOfOwner => ("keypackage_audit", vec![("owner", Equality)], vec![]),
+            Self::RecordsOfOwner => ("keypackages", vec![("owner", Equality)], vec![]),
+            Self::ExpiredAuth => ("keypackage_auth", vec![("expire_at", Range)], vec![]),
         };
         QueryShape {
             collection,

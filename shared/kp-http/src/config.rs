@@ -25,12 +25,60 @@ fn bad(variable: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// Which store backs the service (`KP_STORE`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// `sqlite:<path>` or `sqlite::memory:`.
     Sqlite(String),
     /// `firestore`.
     Firestore,
+    /// `postgres://...` or `postgresql://...`: the URL, password included.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreKind {
+    /// Never prints a PostgreSQL password: configurations are logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(spec) => f.debug_tuple("Sqlite").field(spec).finish(),
+            Self::Firestore => f.write_str("Firestore"),
+            Self::Postgres(url) => f.debug_tuple("Postgres").field(&redact_password(url)).finish(),
+        }
+    }
+}
+
+/// A `postgres://user:password@host/db` URL with the password hidden,
+/// whether in the authority or as a `password=` parameter.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split_once(':').map_or(credentials, |(user, _)| user);
+            format!("{user}:<hidden>@{host}")
+        }
+        _ => authority.to_owned(),
+    };
+    let query = query.map(|query| {
+        let pairs: Vec<&str> = query
+            .split('&')
+            .map(|pair| {
+                if pair.starts_with("password=") {
+                    "password=<hidden>"
+                } else {
+                    pair
+                }
+            })
+            .collect();
+        format!("?{}", pairs.join("&"))
+    });
+    format!("{scheme}://{authority}{path}{}", query.unwrap_or_default())
 }
 
 /// Firestore connection settings (`FIRESTORE_*`).
@@ -69,6 +117,9 @@ pub struct Config {
     pub public_url: String,
     /// `KP_STORE_TIMEOUT_MS`: the deadline of every store call.
     pub store_timeout: Duration,
+    /// `KP_PG_POOL`: connections kept to PostgreSQL, used when `store` is
+    /// PostgreSQL.
+    pub pg_pool: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -85,6 +136,7 @@ impl std::fmt::Debug for Config {
             .field("cleanup_interval", &self.cleanup_interval)
             .field("public_url", &self.public_url)
             .field("store_timeout", &self.store_timeout)
+            .field("pg_pool", &self.pg_pool)
             .finish()
     }
 }
@@ -152,16 +204,14 @@ impl Config {
         let store = match vars.get("KP_STORE").unwrap_or_else(|| "sqlite:keypackages.db".into()) {
             s if s == "firestore" => StoreKind::Firestore,
             s if s.starts_with("sqlite:") && s.len() > "sqlite:".len() => StoreKind::Sqlite(s),
-            s if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
-                return Err(bad(
-                    "KP_STORE",
-                    "the PostgreSQL backend is not part of this build; use sqlite:<path> or firestore",
-                ));
-            }
+            s if s.starts_with("postgres://") || s.starts_with("postgresql://") => StoreKind::Postgres(s),
             s => {
                 return Err(bad(
                     "KP_STORE",
-                    format!("expected sqlite:<path>, sqlite::memory: or firestore, got {s:?}"),
+                    format!(
+                        "expected sqlite:<path>, sqlite::memory:, firestore or postgres://..., got {:?}",
+                        redact_password(&s)
+                    ),
                 ));
             }
         };
@@ -236,6 +286,7 @@ impl Config {
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| format!("http://{listen}")),
             store_timeout: Duration::from_millis(vars.positive("KP_STORE_TIMEOUT_MS", 10_000)?),
+            pg_pool: usize::try_from(vars.positive("KP_PG_POOL", 10)?).map_err(|_| bad("KP_PG_POOL", "too large"))?,
         })
     }
 }
@@ -265,9 +316,16 @@ mod tests {
         assert_eq!(c.validation, ValidationConfig::default());
         assert_eq!(c.cleanup_interval, Some(Duration::from_secs(3600)));
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
-        assert_eq!(c.policy.limits.claim, Some(Rate { count: 6, per_secs: 600 }));
+        assert_eq!(
+            c.policy.limits.claim,
+            Some(Rate {
+                count: 6,
+                per_secs: 600
+            })
+        );
         assert!(!c.consume_on_query);
         assert_eq!(c.firestore.database_id, "(default)");
+        assert_eq!(c.pg_pool, 10);
     }
 
     #[test]
@@ -289,6 +347,8 @@ mod tests {
             ("KP_CONSUME_ON_QUERY", "maybe"),
             ("KP_CLAIM_RATE", "6"),
             ("KP_STORE", "mysql://x"),
+            ("KP_PG_POOL", "0"),
+            ("KP_PG_POOL", "many"),
             ("KP_LISTEN", "nowhere"),
             ("KP_TTL_SECS", "-1"),
         ] {
@@ -305,5 +365,27 @@ mod tests {
             config(&[("KP_CLEANUP_INTERVAL_SECS", "0")]).unwrap().cleanup_interval,
             None
         );
+    }
+
+    #[test]
+    fn postgres_urls_select_postgres_and_are_never_printed_with_their_password() {
+        for url in [
+            "postgres://kp:s3cret@db.internal:5432/keypackages",
+            "postgresql://kp:s3cret@/keypackages?host=/run/postgresql",
+        ] {
+            let c = config(&[("KP_STORE", url), ("KP_PG_POOL", "4")]).unwrap();
+            assert_eq!(c.store, StoreKind::Postgres(url.to_owned()));
+            assert_eq!(c.pg_pool, 4);
+            let shown = format!("{c:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("kp:<hidden>@"), "{shown}");
+        }
+        let shown = format!(
+            "{:?}",
+            StoreKind::Postgres("postgres://h/db?user=kp&password=s3cret".into())
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let err = config(&[("KP_STORE", "mysql://kp:s3cret@h/db")]).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 }

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 401: missing or wrong credentials.
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// 401: a NIP-98 owner request that does not authenticate.
+    #[error("{0}")]
+    OwnerAuth(kp_domain::nip98::AuthError),
     /// 404: unknown route.
     #[error("no route {0}")]
     NoRoute(String),
@@ -49,7 +52,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::OwnerAuth(_) => StatusCode::UNAUTHORIZED,
             Self::NoRoute(_) | Self::UnknownKeyPackage(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyConsumed(_) => StatusCode::CONFLICT,
@@ -64,7 +67,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest(_) => "bad_request",
-            Self::Unauthorized => "unauthorized",
+            Self::Unauthorized | Self::OwnerAuth(_) => "unauthorized",
             Self::NoRoute(_) => "not_found",
             Self::UnknownKeyPackage(_) => "unknown_keypackage",
             Self::MethodNotAllowed => "method_not_allowed",

@@ -27,6 +27,7 @@ use axum::http::{HeaderName, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use kp_firestore::{FirestoreSettings, FirestoreStore};
+use kp_postgres::PostgresStore;
 use kp_sqlite::SqliteStore;
 use kp_store::{Store, StoreResult};
 use serde::de::DeserializeOwned;
@@ -127,6 +128,9 @@ pub async fn open_store(config: &Config) -> StoreResult<Arc<dyn Store>> {
             };
             Arc::new(FirestoreStore::connect(&settings, config.policy.clone()).await?)
         }
+        StoreKind::Postgres(url) => {
+            Arc::new(PostgresStore::connect(url, config.pg_pool, config.store_timeout, config.policy.clone()).await?)
+        }
     })
 }
 
@@ -166,9 +170,18 @@ pub fn router(state: AppState, function: Function) -> Router {
         v1 = v1.merge(routes::events::routes());
     }
     let v1 = v1.route_layer(middleware::from_fn_with_state(state.clone(), relay_auth));
+    // Owner routes authenticate with NIP-98, not the relay token.
+    let mut me = Router::new();
+    if all || function == Function::Query {
+        me = me.merge(routes::me::read_routes());
+    }
+    if all || function == Function::Consume {
+        me = me.merge(routes::me::retire_routes());
+    }
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(v1)
+        .merge(me)
         .merge(routes::ops::routes())
         .fallback(|request: Request| async move { ApiError::NoRoute(request.uri().path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -19,6 +19,7 @@
 //! - `keypackage_owners`: one [`OwnerIndex`] per owner, as JSONB, with
 //!   `next_purge_at` for cleanup.
 //! - `keypackage_audit`: one [`AuditRecord`] per consumption.
+//! - `keypackage_auth`: the NIP-98 auth events already used, each good once.
 //!
 //! # Concurrency
 //!
@@ -427,8 +428,23 @@ impl PostgresStore {
             audit_done = deleted < batch as u64;
             report.audit_purged += deleted;
         }
+        if audit_done && in_budget() {
+            tables::delete_expired_auth(&client, now).await?;
+        }
         report.complete = records_done && owners_done && audit_done;
         Ok(report)
+    }
+
+    async fn keypackages_of_in(&self, owner: &str) -> Result<Vec<KeyPackageRecord>, DbError> {
+        let client = self.client().await?;
+        let mut records = tables::records_of_owner(&client, owner).await?;
+        records.sort_by(|a, b| (a.created_at, &a.keypackage_ref).cmp(&(b.created_at, &b.keypackage_ref)));
+        Ok(records)
+    }
+
+    async fn remember_auth_in(&self, event_id: &str, expire_at: u64) -> Result<bool, DbError> {
+        let client = self.client().await?;
+        tables::remember_auth(&client, event_id, expire_at).await
     }
 
     async fn audit_in(&self, owner: &str) -> Result<Vec<AuditRecord>, DbError> {
@@ -490,6 +506,14 @@ impl Store for PostgresStore {
 
     async fn cleanup(&self, options: CleanupOptions, now: u64) -> StoreResult<CleanupReport> {
         Ok(self.cleanup_in(options, now).await?)
+    }
+
+    async fn keypackages_of(&self, owner: &str) -> StoreResult<Vec<KeyPackageRecord>> {
+        Ok(self.keypackages_of_in(owner).await?)
+    }
+
+    async fn remember_auth(&self, event_id: &str, expire_at: u64) -> StoreResult<bool> {
+        Ok(self.remember_auth_in(event_id, expire_at).await?)
     }
 
     async fn audit(&self, owner: &str) -> StoreResult<Vec<AuditRecord>> {

@@ -13,7 +13,14 @@ use crate::error::DbError;
 
 /// The migrations, in order: (version, name, SQL). Add new ones at the end;
 /// never edit one that has shipped, since databases record it as applied.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "owner_routes_and_auth",
+        include_str!("../migrations/0002_owner_routes_and_auth.sql"),
+    ),
+];
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

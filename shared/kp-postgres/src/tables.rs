@@ -107,6 +107,13 @@ pub mod sql {
     pub const DELETE_EXPIRED_AUDIT: &str = "\
         DELETE FROM keypackage_audit WHERE id = ANY(ARRAY( \
         SELECT id FROM keypackage_audit WHERE expire_at <= $1 ORDER BY expire_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
+    /// Every record of one owner.
+    pub const RECORDS_OF_OWNER: &str = "SELECT body FROM keypackages WHERE owner = $1";
+    /// Remembers a used NIP-98 auth event (no-op when already there).
+    pub const REMEMBER_AUTH: &str = "\
+        INSERT INTO keypackage_auth (event_id, expire_at) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING";
+    /// Forgets auth events past their window.
+    pub const DELETE_EXPIRED_AUTH: &str = "DELETE FROM keypackage_auth WHERE expire_at <= $1";
 
     /// All of them, by name.
     pub const ALL: &[(&str, &str)] = &[
@@ -132,6 +139,9 @@ pub mod sql {
         ("DELETE_OWNER", DELETE_OWNER),
         ("COUNT_EXPIRED_AUDIT", COUNT_EXPIRED_AUDIT),
         ("DELETE_EXPIRED_AUDIT", DELETE_EXPIRED_AUDIT),
+        ("RECORDS_OF_OWNER", RECORDS_OF_OWNER),
+        ("REMEMBER_AUTH", REMEMBER_AUTH),
+        ("DELETE_EXPIRED_AUTH", DELETE_EXPIRED_AUTH),
     ];
 }
 
@@ -467,6 +477,30 @@ pub(crate) async fn prune_owners<C: GenericClient>(client: &C, now: u64, max: us
         }
     }
     Ok(found.len())
+}
+
+/// Every record of `owner`, whatever its state.
+pub(crate) async fn records_of_owner<C: GenericClient>(
+    client: &C,
+    owner: &str,
+) -> Result<Vec<KeyPackageRecord>, DbError> {
+    select_records(client, sql::RECORDS_OF_OWNER, &[&owner]).await
+}
+
+/// Remembers an auth event; `false` when it was already remembered. One
+/// statement: of two callers racing with the same event, the second waits
+/// for the first's row and then finds it.
+pub(crate) async fn remember_auth<C: GenericClient>(
+    client: &C,
+    event_id: &str,
+    expire_at: u64,
+) -> Result<bool, DbError> {
+    Ok(execute(client, sql::REMEMBER_AUTH, &[&event_id, &ts(expire_at)]).await? == 1)
+}
+
+/// Forgets auth events whose window has passed; answers how many.
+pub(crate) async fn delete_expired_auth<C: GenericClient>(client: &C, now: u64) -> Result<u64, DbError> {
+    execute(client, sql::DELETE_EXPIRED_AUTH, &[&ts(now)]).await
 }
 
 /// How many audit records are past retention at `now`.

@@ -390,8 +390,24 @@ impl Store for SqliteStore {
             audit_done = deleted < batch;
             report.audit_purged += deleted as u64;
         }
+        if audit_done && in_budget() {
+            self.decide(move |tx, _| tables::delete_expired_auth(tx, now)).await?;
+        }
         report.complete = records_done && owners_done && audit_done;
         Ok(report)
+    }
+
+    async fn keypackages_of(&self, owner: &str) -> StoreResult<Vec<KeyPackageRecord>> {
+        let owner = owner.to_owned();
+        let mut records = self.read(move |tx| tables::records_of_owner(tx, &owner)).await?;
+        records.sort_by(|a, b| (a.created_at, &a.keypackage_ref).cmp(&(b.created_at, &b.keypackage_ref)));
+        Ok(records)
+    }
+
+    async fn remember_auth(&self, event_id: &str, expire_at: u64) -> StoreResult<bool> {
+        let event_id = event_id.to_owned();
+        self.decide(move |tx, _| tables::remember_auth(tx, &event_id, expire_at))
+            .await
     }
 
     async fn audit(&self, owner: &str) -> StoreResult<Vec<AuditRecord>> {

@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS keypackage_audit (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS keypackage_audit_owner ON keypackage_audit (owner, at, keypackage_ref);
 CREATE INDEX IF NOT EXISTS keypackage_audit_expire_at ON keypackage_audit (expire_at);
+
+CREATE TABLE IF NOT EXISTS keypackage_auth (
+    event_id  TEXT PRIMARY KEY,
+    expire_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS keypackage_auth_expire_at ON keypackage_auth (expire_at);
 ";
 
 /// Sets the per-connection pragmas. `file` is false for in-memory databases,

@@ -93,6 +93,15 @@ pub(crate) mod sql {
         DELETE FROM keypackage_audit WHERE id IN ( \
         SELECT id FROM keypackage_audit WHERE expire_at <= ?1 ORDER BY expire_at LIMIT ?2)";
 
+    /// Every record of one owner.
+    pub(crate) const RECORDS_OF_OWNER: &str = "\
+        SELECT keypackage_ref, body FROM keypackages WHERE owner = ?1";
+    /// Remembers a used NIP-98 auth event (no-op when already there).
+    pub(crate) const REMEMBER_AUTH: &str = "\
+        INSERT OR IGNORE INTO keypackage_auth (event_id, expire_at) VALUES (?1, ?2)";
+    /// Forgets auth events past their window.
+    pub(crate) const DELETE_EXPIRED_AUTH: &str = "DELETE FROM keypackage_auth WHERE expire_at <= ?1";
+
     /// All of them, by name.
     #[cfg(test)]
     pub(crate) const ALL: &[(&str, &str)] = &[
@@ -116,6 +125,9 @@ pub(crate) mod sql {
         ("DELETE_OWNER", DELETE_OWNER),
         ("COUNT_EXPIRED_AUDIT", COUNT_EXPIRED_AUDIT),
         ("DELETE_EXPIRED_AUDIT", DELETE_EXPIRED_AUDIT),
+        ("RECORDS_OF_OWNER", RECORDS_OF_OWNER),
+        ("REMEMBER_AUTH", REMEMBER_AUTH),
+        ("DELETE_EXPIRED_AUTH", DELETE_EXPIRED_AUTH),
     ];
 }
 
@@ -395,6 +407,24 @@ pub(crate) fn prune_owners(conn: &Connection, now: u64, limit: usize) -> Result<
         }
     }
     Ok(found.len())
+}
+
+/// Every record of `owner`, whatever its state.
+pub(crate) fn records_of_owner(conn: &Connection, owner: &str) -> Result<Vec<KeyPackageRecord>, DbError> {
+    select_records(conn, sql::RECORDS_OF_OWNER, [owner])
+}
+
+/// Remembers an auth event; `false` when it was already remembered.
+pub(crate) fn remember_auth(conn: &Connection, event_id: &str, expire_at: u64) -> Result<bool, DbError> {
+    Ok(conn
+        .prepare_cached(sql::REMEMBER_AUTH)?
+        .execute((event_id, ts(expire_at)))?
+        == 1)
+}
+
+/// Forgets auth events whose window has passed.
+pub(crate) fn delete_expired_auth(conn: &Connection, now: u64) -> Result<usize, DbError> {
+    Ok(conn.prepare_cached(sql::DELETE_EXPIRED_AUTH)?.execute([ts(now)])?)
 }
 
 /// How many audit records are past retention at `now`.

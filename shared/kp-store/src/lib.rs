@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use kp_domain::filter::Filter;
 use kp_domain::limits::Claimant;
 use kp_domain::rules::{IngestDecision, Plan};
-use kp_domain::{AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, OwnerCount, Policy};
+use kp_domain::{AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, OwnerCount, Policy};
 
 /// What an ingest did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +266,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes expired KeyPackages, tombstones that outlived their
     /// KeyPackage, and old audit records, in bounded batches.
     async fn cleanup(&self, options: CleanupOptions, now: u64) -> StoreResult<CleanupReport>;
+
+    /// Every KeyPackage record of `owner`, tombstones included (owner routes).
+    async fn keypackages_of(&self, owner: &str) -> StoreResult<Vec<KeyPackageRecord>>;
+
+    /// Remembers that a NIP-98 auth event was used, until `expire_at`.
+    /// Answers `false` when it was already used: each is good once.
+    async fn remember_auth(&self, event_id: &str, expire_at: u64) -> StoreResult<bool>;
 
     /// The audit records of `owner`'s KeyPackages, oldest first.
     async fn audit(&self, owner: &str) -> StoreResult<Vec<AuditRecord>>;

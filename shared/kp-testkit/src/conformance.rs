@@ -56,6 +56,7 @@ macro_rules! store_conformance_tests {
             claims_are_rate_limited_per_requester_and_per_owner,
             welcome_consumption_is_rate_limited_like_a_claim,
             new_keypackages_are_rate_limited_per_owner_twins_once,
+            owners_see_all_their_keypackages_and_auth_events_work_once,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1096,4 +1097,35 @@ pub async fn new_keypackages_are_rate_limited_per_owner_twins_once(make: MakeSto
         ingest(&store, &one_time(&other).event_443(&other, NOW), NOW).await,
         IngestOutcome::Stored { .. }
     ));
+}
+
+/// The owner routes' store calls: every record of the owner in every state,
+/// nobody else's; a NIP-98 auth event is accepted once.
+pub async fn owners_see_all_their_keypackages_and_auth_events_work_once(make: MakeStore) {
+    let store = make(policy()).await;
+    let owner = Owner::new();
+    let kept = one_time(&owner);
+    let used = one_time(&owner);
+    ingest(&store, &kept.event_443(&owner, NOW - 20), NOW).await;
+    let used_json = used.event_443(&owner, NOW - 10);
+    ingest(&store, &used_json, NOW).await;
+    store
+        .consume(&event_id(&used_json), None, ConsumedVia::Consume, NOW)
+        .await
+        .unwrap();
+    let stranger = Owner::new();
+    ingest(&store, &one_time(&stranger).event_443(&stranger, NOW), NOW).await;
+    let records = store.keypackages_of(&owner.pubkey()).await.unwrap();
+    let states: Vec<_> = records.iter().map(|r| (r.keypackage_ref.clone(), r.state)).collect();
+    assert_eq!(
+        states,
+        vec![
+            (kept.keypackage_ref.clone(), kp_domain::KeyPackageState::Available),
+            (used.keypackage_ref.clone(), kp_domain::KeyPackageState::Consumed),
+        ]
+    );
+    let auth = "9a".repeat(32);
+    assert!(store.remember_auth(&auth, NOW + 121).await.unwrap());
+    assert!(!store.remember_auth(&auth, NOW + 121).await.unwrap(), "replayed");
+    assert!(store.remember_auth(&"9b".repeat(32), NOW + 121).await.unwrap());
 }

@@ -73,6 +73,21 @@ impl Owner {
         )
     }
 
+    /// A NIP-98 `Authorization` header value for `method` on `url`, hashing
+    /// `payload` when given.
+    pub fn nip98(&self, url: &str, method: &str, payload: Option<&[u8]>, created_at: u64) -> String {
+        use sha2::Digest as _;
+        let mut tags = vec![
+            vec!["u".to_string(), url.to_string()],
+            vec!["method".into(), method.into()],
+        ];
+        if let Some(body) = payload {
+            tags.push(vec!["payload".into(), hex::encode(sha2::Sha256::digest(body))]);
+        }
+        let event = self.sign(27235, &tags, "", created_at);
+        format!("Nostr {}", base64::engine::general_purpose::STANDARD.encode(event))
+    }
+
     /// A NIP-09 deletion (kind 5) of events by id and of 30443 slots by `d`.
     pub fn deletion(&self, event_ids: &[&str], slots: &[&str], created_at: u64) -> String {
         let mut tags: Vec<Vec<String>> = event_ids.iter().map(|id| vec!["e".into(), (*id).into()]).collect();

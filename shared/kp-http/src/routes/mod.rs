@@ -4,6 +4,7 @@ pub mod cleanup;
 pub mod consume;
 pub mod events;
 pub mod ingest;
+pub mod me;
 pub mod ops;
 pub mod query;
 
