@@ -679,6 +679,41 @@ async fn a_store_that_stops_answering_gets_503_with_retry_after() {
         .unwrap();
     let outage = Outage::start(host).await;
     let store = firestore_store(&outage.address, Policy::default(), Duration::from_secs(30)).await;
+    outage_answers_503_then_the_retry_succeeds(&outage, store).await;
+}
+
+/// The same on PostgreSQL, whose connection stalls mid-transaction: the
+/// call still ends at the store deadline, and the retry succeeds once the
+/// server answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_store_that_stops_answering_gets_503_with_retry_after() {
+    let url = fresh_postgres_database().await;
+    let parsed: tokio_postgres::Config = url.parse().unwrap();
+    let (Some(tokio_postgres::config::Host::Tcp(host)), Some(port)) =
+        (parsed.get_hosts().first(), parsed.get_ports().first())
+    else {
+        panic!("this test needs a server on TCP, not {:?}", parsed.get_hosts());
+    };
+    let outage = Outage::start(format!("{host}:{port}")).await;
+    let password = parsed
+        .get_password()
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    let through = format!(
+        "postgres://{}{password}@{}/{}",
+        parsed.get_user().unwrap_or("postgres"),
+        outage.address,
+        parsed.get_dbname().unwrap_or("postgres")
+    );
+    let store = kp_postgres::PostgresStore::connect(&through, 4, Duration::from_secs(3), Policy::default())
+        .await
+        .unwrap();
+    outage_answers_503_then_the_retry_succeeds(&outage, Arc::new(store)).await;
+}
+
+/// Serves `store` (reached through `outage`) with a 3 s store deadline, stops
+/// the traffic, and checks the 503, then the retry once traffic flows again.
+async fn outage_answers_503_then_the_retry_succeeds(outage: &Outage, store: Arc<dyn Store>) {
     let server = Server::start(store, config(&[("KP_STORE_TIMEOUT_MS", "3000")])).await;
     let owner = Owner::new();
     let json = owner.keypackage(KeyPackageSpec::one_time()).event_443(&owner, NOW - 5);
