@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS keypackage_schema_migrations (
 /// several processes run it at once. Answers the versions it applied.
 pub(crate) async fn migrate(client: &mut Client) -> Result<Vec<i32>, DbError> {
     let tx = client.transaction().await?;
+    // The store's statement deadline suits its decisions, not building an
+    // index on a large table, nor waiting for another instance doing so.
+    tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
     // Taken before anything else, even the ledger's `CREATE TABLE IF NOT
     // EXISTS`: two of those at once can fail on the catalog's unique index.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
