@@ -93,6 +93,8 @@ resource "aws_lambda_function" "function" {
         FIRESTORE_PROJECT_ID  = var.firestore_project_id
         FIRESTORE_DATABASE_ID = var.firestore_database_id
         KP_COLLECTION_PREFIX  = var.collection_prefix
+        # The URL owners sign in their NIP-98 `u` tag.
+        KP_PUBLIC_URL = aws_apigatewayv2_api.main.api_endpoint
         # Read by the bootstrap script (terraform/aws/bootstrap) before the
         # binary starts: KP_RELAY_TOKEN and GOOGLE_APPLICATION_CREDENTIALS.
         KP_RELAY_TOKEN_SECRET_ID        = aws_secretsmanager_secret.relay_tokens.arn

@@ -74,7 +74,7 @@ variable "settings" {
   validation {
     condition = length(setintersection(keys(var.settings), [
       "KP_STORE", "FIRESTORE_PROJECT_ID", "FIRESTORE_DATABASE_ID", "FIRESTORE_EMULATOR_HOST",
-      "KP_COLLECTION_PREFIX", "KP_RELAY_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
+      "KP_COLLECTION_PREFIX", "KP_RELAY_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "KP_PUBLIC_URL",
     ])) == 0
     error_message = "settings must not set the variables this module sets itself."
   }

@@ -5,13 +5,14 @@
 
 locals {
   # Each function: its binary in the image (/usr/local/bin/<binary>), its
-  # request timeout, and the Firestore role it needs. `query` only reads
-  # (KP_CONSUME_ON_QUERY, which would make it write, is not acted on yet).
+  # request timeout, and the Firestore role it needs. Every function writes:
+  # `query` too, since its owner routes (NIP-98) record each auth event they
+  # accept, so that it cannot be replayed.
   # `gateway` serves POST /v1/events, which dispatches by kind to ingest,
   # Welcome consumption and deletion, so it writes.
   functions = {
     ingest  = { timeout_seconds = 60, firestore_role = "roles/datastore.user" }
-    query   = { timeout_seconds = 60, firestore_role = "roles/datastore.viewer" }
+    query   = { timeout_seconds = 60, firestore_role = "roles/datastore.user" }
     consume = { timeout_seconds = 60, firestore_role = "roles/datastore.user" }
     cleanup = { timeout_seconds = 120, firestore_role = "roles/datastore.user" }
     gateway = { timeout_seconds = 60, firestore_role = "roles/datastore.user" }

@@ -74,6 +74,9 @@ resource "google_cloud_run_v2_service" "function" {
           },
           # Cleanup runs on the scheduler, not in the gateway process.
           each.key == "gateway" ? { KP_CLEANUP_INTERVAL_SECS = "0" } : {},
+          # Not derived from the gateway: the gateway's configuration needs
+          # the services' URLs first.
+          var.public_url == "" ? {} : { KP_PUBLIC_URL = trimsuffix(var.public_url, "/") },
         )
         content {
           name  = env.key

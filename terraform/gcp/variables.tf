@@ -81,10 +81,16 @@ variable "settings" {
   validation {
     condition = length(setintersection(keys(var.settings), [
       "KP_STORE", "FIRESTORE_PROJECT_ID", "FIRESTORE_DATABASE_ID", "FIRESTORE_EMULATOR_HOST",
-      "KP_COLLECTION_PREFIX", "KP_RELAY_TOKEN", "KP_LISTEN", "PORT",
+      "KP_COLLECTION_PREFIX", "KP_RELAY_TOKEN", "KP_LISTEN", "PORT", "KP_PUBLIC_URL",
     ])) == 0
     error_message = "settings must not set the variables this module sets itself."
   }
+}
+
+variable "public_url" {
+  description = "KP_PUBLIC_URL: the base URL owners sign in their NIP-98 `u` tag, that is the gateway_url output (or your own domain in front of it). Empty until the first apply has created the gateway; set it then and apply again (DEPLOY.md)."
+  type        = string
+  default     = ""
 }
 
 variable "additional_relay_tokens" {
