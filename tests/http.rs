@@ -582,6 +582,50 @@ async fn owner_routes_authenticate_with_nip98(backend: Backend) {
 }
 
 /// Declares each test once per backend: SQLite, Firestore and PostgreSQL.
+async fn consume_on_query_serves_each_one_time_keypackage_once(backend: Backend) {
+    let server = Server::on(backend, &[("KP_CONSUME_ON_QUERY", "true"), ("KP_CLAIM_RATE", "2/600")]).await;
+    let owner = Owner::new();
+    let one_time = owner.keypackage(KeyPackageSpec::one_time()).event_443(&owner, NOW - 10);
+    let last_resort = owner
+        .keypackage(KeyPackageSpec::last_resort())
+        .event_443(&owner, NOW - 20);
+    for json in [&one_time, &last_resort] {
+        assert_eq!(
+            server.post("/v1/keypackages", json.clone()).await.1["accepted"],
+            json!(true)
+        );
+    }
+    let query =
+        |requester: &str| json!({"filters": [{"authors": [owner.pubkey()], "kinds": [443]}], "requester": requester});
+    let alice = "a1".repeat(32);
+    let first = server.post_json("/v1/keypackages/query", &query(&alice)).await.1;
+    assert_eq!(
+        first["events"],
+        json!([serde_json::from_str::<Value>(&one_time).unwrap()])
+    );
+    let second = server.post_json("/v1/keypackages/query", &query(&alice)).await.1;
+    assert_eq!(
+        second["events"],
+        json!([serde_json::from_str::<Value>(&last_resort).unwrap()]),
+        "only the last resort is left"
+    );
+    let third = server.post_json("/v1/keypackages/query", &query(&alice)).await.1;
+    assert_eq!(
+        third,
+        json!({"events": [], "rate_limited": [owner.pubkey()]}),
+        "alice is over her share"
+    );
+    let bob = server
+        .post_json("/v1/keypackages/query", &query(&"b2".repeat(32)))
+        .await
+        .1;
+    assert_eq!(
+        bob["events"].as_array().unwrap().len(),
+        1,
+        "bob still gets the last resort"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -617,6 +661,7 @@ on_both_backends!(
     relay_token_guards_relay_routes_only,
     claims_over_the_limit_get_429_with_retry_after,
     owner_routes_authenticate_with_nip98,
+    consume_on_query_serves_each_one_time_keypackage_once,
 );
 
 /// A TCP relay to the emulator that can stop forwarding: the store then

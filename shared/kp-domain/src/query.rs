@@ -61,17 +61,18 @@ pub fn choose_keypackages<'a>(
     chosen
 }
 
-/// The events of an answer: for each filter, the matching events of the
-/// chosen KeyPackages up to its limit; their union without duplicates,
-/// newest first.
-pub fn select_events<'a>(
+/// The chosen KeyPackages with the events each contributes: for each filter,
+/// the matching events of the chosen KeyPackages up to the filter's limit
+/// (counted in events, newest first); a KeyPackage none of whose events
+/// made it is left out.
+pub fn select_keypackages<'a>(
     candidates: &'a [KeyPackageRecord],
     filters: &[Filter],
     max_per_author: usize,
     now: u64,
-) -> Vec<&'a StoredEvent> {
+) -> Vec<(&'a KeyPackageRecord, Vec<&'a StoredEvent>)> {
     let chosen = choose_keypackages(candidates, filters, max_per_author, now);
-    let mut answer: BTreeMap<&str, &StoredEvent> = BTreeMap::new();
+    let mut picked: BTreeMap<&str, &StoredEvent> = BTreeMap::new();
     for filter in filters {
         let mut matching: Vec<&StoredEvent> = chosen
             .iter()
@@ -79,10 +80,35 @@ pub fn select_events<'a>(
             .collect();
         matching.sort_by(|a, b| newest_first(a, b));
         for event in matching.into_iter().take(filter.effective_limit()) {
-            answer.insert(event.id.as_str(), event);
+            picked.insert(event.id.as_str(), event);
         }
     }
-    let mut events: Vec<&StoredEvent> = answer.into_values().collect();
+    chosen
+        .into_iter()
+        .filter_map(|record| {
+            let mut events: Vec<&StoredEvent> = record
+                .events
+                .iter()
+                .filter(|e| picked.contains_key(e.id.as_str()))
+                .collect();
+            events.sort_by(|a, b| newest_first(a, b));
+            (!events.is_empty()).then_some((record, events))
+        })
+        .collect()
+}
+
+/// The events of an answer: the union of [`select_keypackages`]'s events
+/// without duplicates, newest first.
+pub fn select_events<'a>(
+    candidates: &'a [KeyPackageRecord],
+    filters: &[Filter],
+    max_per_author: usize,
+    now: u64,
+) -> Vec<&'a StoredEvent> {
+    let mut events: Vec<&StoredEvent> = select_keypackages(candidates, filters, max_per_author, now)
+        .into_iter()
+        .flat_map(|(_, events)| events)
+        .collect();
     events.sort_by(|a, b| newest_first(a, b));
     events
 }

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use kp_domain::filter::{CandidateSource, Filter};
 use kp_domain::limits::Claimant;
-use kp_domain::query::select_events;
 use kp_domain::rules::{self, Plan};
 use kp_domain::{
     AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerIndex,
@@ -137,7 +136,7 @@ impl Store for FirestoreStore {
         }
     }
 
-    async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>> {
+    async fn select(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<kp_store::Selected>> {
         let mut candidates: BTreeMap<String, KeyPackageRecord> = BTreeMap::new();
         for filter in filters {
             let Some(source) = filter.candidate_source() else {
@@ -163,10 +162,12 @@ impl Store for FirestoreStore {
             }
         }
         let candidates: Vec<KeyPackageRecord> = candidates.into_values().collect();
-        Ok(select_events(&candidates, filters, self.policy.max_per_author, now)
-            .into_iter()
-            .map(|event| event.json.clone())
-            .collect())
+        Ok(kp_store::selection(
+            &candidates,
+            filters,
+            self.policy.max_per_author,
+            now,
+        ))
     }
 
     async fn claim(

@@ -55,7 +55,6 @@ use async_trait::async_trait;
 use deadpool_postgres::{ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use kp_domain::filter::{CandidateSource, Filter};
 use kp_domain::limits::Claimant;
-use kp_domain::query::select_events;
 use kp_domain::rules;
 use kp_domain::{
     AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState, OwnerCount, Policy,
@@ -217,7 +216,7 @@ impl PostgresStore {
         Ok(outcome)
     }
 
-    async fn query_in(&self, filters: &[Filter], now: u64) -> Result<Vec<String>, DbError> {
+    async fn query_in(&self, filters: &[Filter], now: u64) -> Result<Vec<kp_store::Selected>, DbError> {
         let mut client = self.client().await?;
         let tx = client
             .build_transaction()
@@ -245,10 +244,7 @@ impl PostgresStore {
         }
         tx.commit().await?;
         let found: Vec<KeyPackageRecord> = found.into_values().collect();
-        Ok(select_events(&found, filters, self.policy.max_per_author, now)
-            .into_iter()
-            .map(|event| event.json.clone())
-            .collect())
+        Ok(kp_store::selection(&found, filters, self.policy.max_per_author, now))
     }
 
     async fn claim_in(
@@ -471,7 +467,7 @@ impl Store for PostgresStore {
         Ok(self.ingest_in(keypackage, now).await?)
     }
 
-    async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>> {
+    async fn select(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<kp_store::Selected>> {
         Ok(self.query_in(filters, now).await?)
     }
 

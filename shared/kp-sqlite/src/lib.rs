@@ -44,7 +44,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use kp_domain::filter::{CandidateSource, Filter};
 use kp_domain::limits::Claimant;
-use kp_domain::query::select_events;
 use kp_domain::rules;
 use kp_domain::{
     AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerIndex,
@@ -204,7 +203,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>> {
+    async fn select(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<kp_store::Selected>> {
         let filters = filters.to_vec();
         let max_per_author = self.policy.max_per_author;
         self.read(move |tx| {
@@ -218,10 +217,7 @@ impl Store for SqliteStore {
                 }
             }
             let found: Vec<KeyPackageRecord> = found.into_values().collect();
-            Ok(select_events(&found, &filters, max_per_author, now)
-                .into_iter()
-                .map(|event| event.json.clone())
-                .collect())
+            Ok(kp_store::selection(&found, &filters, max_per_author, now))
         })
         .await
     }

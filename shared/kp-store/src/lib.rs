@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use kp_domain::filter::Filter;
 use kp_domain::limits::Claimant;
 use kp_domain::rules::{IngestDecision, Plan};
-use kp_domain::{AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, OwnerCount, Policy};
+use kp_domain::{
+    AuditRecord, ConsumedVia, Deletion, KeyPackageEvent, KeyPackageRecord, OwnerCount, Policy, StoredEvent,
+};
 
 /// What an ingest did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +157,48 @@ pub struct DeletionOutcome {
     pub retired: Vec<String>,
 }
 
+/// One KeyPackage chosen for a query answer, with the events it contributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// The KeyPackage.
+    pub keypackage_ref: String,
+    /// Its owner.
+    pub owner: String,
+    /// Whether it is a last resort.
+    pub last_resort: bool,
+    /// Its events in the answer, newest first.
+    pub events: Vec<StoredEvent>,
+}
+
+/// The selection of a query from candidate records (what every backend's
+/// [`Store::select`] answers once it has read its candidates).
+pub fn selection(
+    candidates: &[KeyPackageRecord],
+    filters: &[Filter],
+    max_per_author: usize,
+    now: u64,
+) -> Vec<Selected> {
+    kp_domain::query::select_keypackages(candidates, filters, max_per_author, now)
+        .into_iter()
+        .map(|(record, events)| Selected {
+            keypackage_ref: record.keypackage_ref.clone(),
+            owner: record.owner.clone(),
+            last_resort: record.last_resort,
+            events: events.into_iter().cloned().collect(),
+        })
+        .collect()
+}
+
+/// A consuming query's answer (`KP_CONSUME_ON_QUERY`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumingAnswer {
+    /// The events served, newest first: each one-time KeyPackage among them
+    /// was consumed for this answer and is served to nobody else.
+    pub events: Vec<String>,
+    /// Owners left out because the requester is over its rate limit.
+    pub rate_limited: Vec<String>,
+}
+
 /// Options of a cleanup run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CleanupOptions {
@@ -230,9 +274,77 @@ pub trait Store: Send + Sync + 'static {
     /// tombstones and owner deletions refuse replays.
     async fn ingest(&self, keypackage: &KeyPackageEvent, now: u64) -> StoreResult<IngestOutcome>;
 
-    /// The stored events answering NIP-01 filters: only available, unexpired
-    /// KeyPackages, at most `max_per_author` per author, verbatim.
-    async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>>;
+    /// The KeyPackages answering NIP-01 filters: only available, unexpired
+    /// ones, at most `max_per_author` per author, with their events verbatim.
+    async fn select(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<Selected>>;
+
+    /// The stored events answering NIP-01 filters, newest first.
+    async fn query(&self, filters: &[Filter], now: u64) -> StoreResult<Vec<String>> {
+        let mut events: Vec<StoredEvent> = self
+            .select(filters, now)
+            .await?
+            .into_iter()
+            .flat_map(|s| s.events)
+            .collect();
+        events.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        events.dedup_by(|a, b| a.id == b.id);
+        Ok(events.into_iter().map(|e| e.json).collect())
+    }
+
+    /// A query in consume-on-query mode: each one-time KeyPackage chosen is
+    /// consumed (one transaction each, exactly as a claim by `requester`,
+    /// under the same rate limits) before it is served, and left out when
+    /// another caller got it first; an owner's last resort is served (and
+    /// its use recorded) only when none of the owner's one-time ones is.
+    async fn query_consuming(
+        &self,
+        filters: &[Filter],
+        requester: Option<&str>,
+        now: u64,
+    ) -> StoreResult<ConsumingAnswer> {
+        let selected = self.select(filters, now).await?;
+        let mut served: Vec<StoredEvent> = Vec::new();
+        let mut answer = ConsumingAnswer::default();
+        let mut owners: Vec<&str> = selected.iter().map(|s| s.owner.as_str()).collect();
+        owners.dedup();
+        for owner in owners {
+            let mine: Vec<&Selected> = selected.iter().filter(|s| s.owner == owner).collect();
+            let mut got_one_time = false;
+            let mut limited = false;
+            for pick in mine.iter().filter(|s| !s.last_resort) {
+                let id = &pick.events[0].id;
+                match self.consume(id, requester, ConsumedVia::Query, now).await? {
+                    ConsumeOutcome::Consumed { .. } => {
+                        got_one_time = true;
+                        served.extend(pick.events.iter().cloned());
+                    }
+                    ConsumeOutcome::RateLimited { .. } => {
+                        limited = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if !got_one_time && !limited {
+                for pick in mine.iter().filter(|s| s.last_resort).take(1) {
+                    match self
+                        .consume(&pick.events[0].id, requester, ConsumedVia::Query, now)
+                        .await?
+                    {
+                        ConsumeOutcome::LastResortUsed { .. } => served.extend(pick.events.iter().cloned()),
+                        ConsumeOutcome::RateLimited { .. } => limited = true,
+                        _ => {}
+                    }
+                }
+            }
+            if limited {
+                answer.rate_limited.push(owner.to_owned());
+            }
+        }
+        served.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        answer.events = served.into_iter().map(|e| e.json).collect();
+        Ok(answer)
+    }
 
     /// Atomically hands out one KeyPackage of `owner`: the oldest one-time
     /// one (of `ciphersuite`, when given), else the newest last resort.

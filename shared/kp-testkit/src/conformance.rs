@@ -57,6 +57,7 @@ macro_rules! store_conformance_tests {
             welcome_consumption_is_rate_limited_like_a_claim,
             new_keypackages_are_rate_limited_per_owner_twins_once,
             owners_see_all_their_keypackages_and_auth_events_work_once,
+            concurrent_consuming_queries_never_serve_a_one_time_keypackage_twice,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -1128,4 +1129,77 @@ pub async fn owners_see_all_their_keypackages_and_auth_events_work_once(make: Ma
     assert!(store.remember_auth(&auth, NOW + 121).await.unwrap());
     assert!(!store.remember_auth(&auth, NOW + 121).await.unwrap(), "replayed");
     assert!(store.remember_auth(&"9b".repeat(32), NOW + 121).await.unwrap());
+}
+
+/// Consume-on-query: 30 concurrent queries for one owner with 10 one-time
+/// KeyPackages never serve one of them twice; once none is left, the last
+/// resort is served.
+pub async fn concurrent_consuming_queries_never_serve_a_one_time_keypackage_twice(make: MakeStore) {
+    let store = make(Policy {
+        max_per_owner: 11,
+        ..policy()
+    })
+    .await;
+    let owner = Owner::new();
+    let mut ref_of = std::collections::BTreeMap::new();
+    for i in 0..10 {
+        let kp = one_time(&owner);
+        let e443 = kp.event_443(&owner, NOW - 100 + i);
+        let e30443 = kp.event_30443(&owner, &kp.default_slot(), NOW - 100 + i);
+        ingest(&store, &e443, NOW).await;
+        ingest(&store, &e30443, NOW).await;
+        ref_of.insert(event_id(&e443), kp.keypackage_ref.clone());
+        ref_of.insert(event_id(&e30443), kp.keypackage_ref.clone());
+    }
+    let lr = owner.keypackage(KeyPackageSpec::last_resort());
+    let lr_json = lr.event_443(&owner, NOW - 500);
+    ingest(&store, &lr_json, NOW).await;
+    let filters = vec![filter(json!({"authors": [owner.pubkey()]}))];
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = store.clone();
+            let filters = filters.clone();
+            let requester = format!("{i:064x}");
+            tokio::spawn(async move {
+                store
+                    .query_consuming(&filters, Some(&requester), NOW)
+                    .await
+                    .expect("store answers")
+            })
+        })
+        .collect();
+    let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (answer_no, task) in tasks.into_iter().enumerate() {
+        let answer = task.await.unwrap();
+        let refs: BTreeSet<String> = answer
+            .events
+            .iter()
+            .filter_map(|e| ref_of.get(&event_id(e)).cloned())
+            .collect();
+        for r in refs {
+            if let Some(first) = seen.insert(r.clone(), answer_no) {
+                panic!("one-time keypackage {r} served in answers {first} and {answer_no}");
+            }
+        }
+    }
+    let count = store.count(&owner.pubkey(), NOW).await.unwrap();
+    assert_eq!(
+        count.one_time as usize,
+        10 - seen.len(),
+        "what was served was consumed, nothing else"
+    );
+    // Drain what is left, then only the last resort is served.
+    loop {
+        let answer = store.query_consuming(&filters, None, NOW).await.unwrap();
+        if answer.events.iter().all(|e| !ref_of.contains_key(&event_id(e))) {
+            assert_eq!(
+                answer.events,
+                vec![lr_json.clone()],
+                "the last resort when none is left"
+            );
+            break;
+        }
+    }
+    assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().one_time, 0);
+    assert!(store.count(&owner.pubkey(), NOW).await.unwrap().last_resort_used);
 }

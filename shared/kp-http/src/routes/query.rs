@@ -32,6 +32,10 @@ struct QueryRequest {
 #[derive(Serialize)]
 struct QueryAnswer {
     events: Vec<Box<serde_json::value::RawValue>>,
+    /// Consume-on-query only: owners left out because the requester is over
+    /// its rate limit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rate_limited: Vec<String>,
 }
 
 async fn query(State(state): State<AppState>, BatchBody(body): BatchBody) -> Result<Json<QueryAnswer>, ApiError> {
@@ -51,9 +55,23 @@ async fn query(State(state): State<AppState>, BatchBody(body): BatchBody) -> Res
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let now = state.now();
+    if state.config.consume_on_query {
+        let requester = request.requester.as_deref().and_then(normalize_hex64);
+        let answer = state
+            .store_call(
+                "query",
+                state.store.query_consuming(&filters, requester.as_deref(), now),
+            )
+            .await?;
+        return Ok(Json(QueryAnswer {
+            events: answer.events.iter().map(|json| raw(json)).collect(),
+            rate_limited: answer.rate_limited,
+        }));
+    }
     let events = state.store_call("query", state.store.query(&filters, now)).await?;
     Ok(Json(QueryAnswer {
         events: events.iter().map(|json| raw(json)).collect(),
+        rate_limited: Vec::new(),
     }))
 }
 
