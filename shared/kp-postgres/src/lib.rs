@@ -107,7 +107,11 @@ fn describe_target(config: &tokio_postgres::Config) -> String {
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
         .collect();
-    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let mut ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    if ports.is_empty() {
+        // What tokio-postgres connects to when the URL names no port.
+        ports.push("5432".into());
+    }
     format!(
         "postgres://{}@{}:{}/{}",
         config.get_user().unwrap_or(""),
