@@ -99,7 +99,9 @@ impl Server {
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             base,
-            http: reqwest::Client::new(),
+            // No pooled connections: a 413 answered before the body was read
+            // closes its connection, which a pooled client could reuse.
+            http: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
         }
     }
 
