@@ -111,7 +111,7 @@ fn expiry_is_the_earliest_of_not_after_expiration_and_ttl() {
 
 #[test]
 fn the_real_mdk_071_event_validates_at_its_time() {
-    let json = include_str!("../../../../shared/vectors/mdk071_kind443.json");
+    let json = include_str!("vectors/mdk071_kind443.json");
     let event = validate_keypackage_event(json.trim(), &config(), 1_791_424_425 + 60).expect("field vector is valid");
     assert_eq!(
         event.keypackage_ref,
@@ -130,7 +130,7 @@ fn the_real_mdk_071_event_validates_at_its_time() {
 #[test]
 fn the_real_mdk_0920_content_parses_with_its_advertised_ref() {
     let fixture: Value = serde_json::from_str(include_str!(
-        "../../../../shared/vectors/mdk0920_kind30443_content_only.json"
+        "vectors/mdk0920_kind30443_content_only.json"
     ))
     .unwrap();
     let bytes = base64::engine::general_purpose::STANDARD
