@@ -129,10 +129,7 @@ fn the_real_mdk_071_event_validates_at_its_time() {
 
 #[test]
 fn the_real_mdk_0920_content_parses_with_its_advertised_ref() {
-    let fixture: Value = serde_json::from_str(include_str!(
-        "vectors/mdk0920_kind30443_content_only.json"
-    ))
-    .unwrap();
+    let fixture: Value = serde_json::from_str(include_str!("vectors/mdk0920_kind30443_content_only.json")).unwrap();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(fixture["content"].as_str().unwrap())
         .unwrap();
