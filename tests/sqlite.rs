@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use kp_domain::{ConsumedVia, Policy, ValidationConfig, validate_keypackage_event};
+use kp_domain::{Policy, ValidationConfig, validate_keypackage_event};
 use kp_sqlite::{SqlitePath, SqliteStore};
 use kp_store::{IngestOutcome, Store};
 use kp_testkit::conformance::StoreFuture;
@@ -154,44 +154,7 @@ fn opening_in_a_missing_directory_names_the_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_stores_on_one_file_serialise_through_the_file_lock() {
     let file = SqlitePath::file(fresh_dir().join("shared.db"));
-    let stores = [open(file.clone(), Policy::default()), open(file, Policy::default())].map(Arc::new);
-    let owner = Owner::new();
-    let ingests: Vec<_> = (0..30)
-        .map(|i| {
-            let store = Arc::clone(&stores[i % 2]);
-            let event = one_time_event(&owner);
-            tokio::spawn(async move { store.ingest(&event, NOW).await.expect("store answers") })
-        })
-        .collect();
-    let mut stored = 0;
-    for task in ingests {
-        match task.await.unwrap() {
-            IngestOutcome::Stored { .. } => stored += 1,
-            IngestOutcome::OverCap { cap: 10 } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(stored, 10);
-    let claims: Vec<_> = (0..20)
-        .map(|i| {
-            let store = Arc::clone(&stores[i % 2]);
-            let me = owner.pubkey();
-            tokio::spawn(async move {
-                store
-                    .claim(&me, None, None, ConsumedVia::Claim, NOW)
-                    .await
-                    .expect("store answers")
-            })
-        })
-        .collect();
-    let mut handed = std::collections::BTreeSet::new();
-    let mut empty = 0;
-    for task in claims {
-        match task.await.unwrap().keypackage_ref {
-            Some(r) => assert!(handed.insert(r), "handed out twice"),
-            None => empty += 1,
-        }
-    }
-    assert_eq!((handed.len(), empty), (10, 10));
-    assert_eq!(stores[0].audit(&owner.pubkey()).await.unwrap().len(), 10);
+    let stores =
+        [open(file.clone(), Policy::default()), open(file, Policy::default())].map(|s| Arc::new(s) as Arc<dyn Store>);
+    kp_testkit::conformance::two_stores_on_the_same_data_keep_the_cap_and_at_most_once(stores).await;
 }

@@ -1203,3 +1203,48 @@ pub async fn concurrent_consuming_queries_never_serve_a_one_time_keypackage_twic
     assert_eq!(store.count(&owner.pubkey(), NOW).await.unwrap().one_time, 0);
     assert!(store.count(&owner.pubkey(), NOW).await.unwrap().last_resort_used);
 }
+
+/// Two stores over the same data, as two service instances would be: 30
+/// concurrent ingests for one owner (cap 10) and 20 concurrent claims spread
+/// over both still keep the cap exact and hand each KeyPackage out once.
+pub async fn two_stores_on_the_same_data_keep_the_cap_and_at_most_once(stores: [Arc<dyn Store>; 2]) {
+    let owner = Owner::new();
+    let ingests: Vec<_> = (0..30)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            let event = validated(&one_time(&owner).event_443(&owner, NOW - 10), NOW);
+            tokio::spawn(async move { store.ingest(&event, NOW).await.expect("store answers") })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in ingests {
+        match task.await.unwrap() {
+            IngestOutcome::Stored { .. } => stored += 1,
+            IngestOutcome::OverCap { cap: 10 } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(stored, 10);
+    let claims: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            let me = owner.pubkey();
+            tokio::spawn(async move {
+                store
+                    .claim(&me, None, None, ConsumedVia::Claim, NOW)
+                    .await
+                    .expect("store answers")
+            })
+        })
+        .collect();
+    let mut handed = BTreeSet::new();
+    let mut empty = 0;
+    for task in claims {
+        match task.await.unwrap().keypackage_ref {
+            Some(r) => assert!(handed.insert(r), "handed out twice"),
+            None => empty += 1,
+        }
+    }
+    assert_eq!((handed.len(), empty), (10, 10));
+    assert_eq!(stores[0].audit(&owner.pubkey()).await.unwrap().len(), 10);
+}
