@@ -136,6 +136,39 @@ fn audit(
     }
 }
 
+/// Retires one of the owner's KeyPackages at the owner's own request (a
+/// replacement or a deletion): the tombstone write and its audit record.
+#[allow(clippy::too_many_arguments)]
+fn retire_by_owner(
+    records: &mut Vec<RecordWrite>,
+    audit_records: &mut Vec<AuditRecord>,
+    owner_key: &str,
+    keypackage_ref: &str,
+    entry: &OwnerEntry,
+    state: KeyPackageState,
+    via: ConsumedVia,
+    policy: &Policy,
+    now: u64,
+) {
+    records.push(RecordWrite::Retire(retirement(
+        entry,
+        keypackage_ref,
+        state,
+        via,
+        Some(owner_key),
+        now,
+    )));
+    audit_records.push(audit(
+        owner_key,
+        keypackage_ref,
+        entry,
+        via,
+        Some(owner_key),
+        policy,
+        now,
+    ));
+}
+
 /// Whether event `a` is newer than `b` in NIP-01 replaceable order
 /// (`created_at`, ties to the lower id).
 fn newer(a_created: u64, a_id: &str, b_created: u64, b_id: &str) -> bool {
@@ -191,23 +224,17 @@ pub fn plan_ingest(
             }
             let old_ref = head.keypackage_ref.clone();
             if let Some(entry) = owner.available.remove(&old_ref) {
-                records.push(RecordWrite::Retire(retirement(
-                    &entry,
-                    &old_ref,
-                    KeyPackageState::Replaced,
-                    ConsumedVia::Replacement,
-                    Some(&kp.owner),
-                    now,
-                )));
-                audit_records.push(audit(
+                retire_by_owner(
+                    &mut records,
+                    &mut audit_records,
                     &kp.owner,
                     &old_ref,
                     &entry,
+                    KeyPackageState::Replaced,
                     ConsumedVia::Replacement,
-                    Some(&kp.owner),
                     policy,
                     now,
-                ));
+                );
                 retired.push(old_ref);
             }
         }
@@ -275,23 +302,17 @@ pub fn plan_ingest(
                                 break;
                             };
                             let entry = owner.available.remove(&oldest).expect("chosen from the index");
-                            records.push(RecordWrite::Retire(retirement(
-                                &entry,
-                                &oldest,
-                                KeyPackageState::Replaced,
-                                ConsumedVia::Replacement,
-                                Some(&kp.owner),
-                                now,
-                            )));
-                            audit_records.push(audit(
+                            retire_by_owner(
+                                &mut records,
+                                &mut audit_records,
                                 &kp.owner,
                                 &oldest,
                                 &entry,
+                                KeyPackageState::Replaced,
                                 ConsumedVia::Replacement,
-                                Some(&kp.owner),
                                 policy,
                                 now,
-                            ));
+                            );
                             retired.push(oldest);
                         }
                     }
@@ -505,23 +526,17 @@ pub fn plan_deletion(
     let mut retired = Vec::new();
     for keypackage_ref in refs {
         if let Some(entry) = owner.available.remove(&keypackage_ref) {
-            records.push(RecordWrite::Retire(retirement(
-                &entry,
-                &keypackage_ref,
-                KeyPackageState::Deleted,
-                ConsumedVia::Deletion,
-                Some(&deletion.deleter),
-                now,
-            )));
-            audit_records.push(audit(
+            retire_by_owner(
+                &mut records,
+                &mut audit_records,
                 &deletion.deleter,
                 &keypackage_ref,
                 &entry,
+                KeyPackageState::Deleted,
                 ConsumedVia::Deletion,
-                Some(&deletion.deleter),
                 policy,
                 now,
-            ));
+            );
             retired.push(keypackage_ref);
         }
     }
