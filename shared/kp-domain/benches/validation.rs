@@ -1,0 +1,144 @@
+//! Validation cost against its floor, measured in the same run: the full
+//! validation of a real MDK KeyPackage event beside the cryptography it
+//! cannot avoid (the event's Schnorr signature and the KeyPackage's two MLS
+//! signatures, each verified alone), and event JSON parsing and
+//! serialisation beside `serde_json::Value`.
+//!
+//! Build with `cargo bench -p kp-domain --bench validation --no-run` and run
+//! the executable it names with `--bench`; `loadgen report` reads the
+//! estimates criterion leaves under `target/criterion` and prints the ratios.
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use base64::Engine as _;
+use criterion::{Criterion, criterion_group, criterion_main};
+use kp_domain::{ValidationConfig, validate_keypackage_event};
+use nostr::prelude::{Event, JsonUtil as _};
+use openmls::prelude::{KeyPackageIn, ProtocolVersion};
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::crypto::OpenMlsCrypto as _;
+use openmls_traits::types::SignatureScheme;
+use serde_json::Value;
+use tls_codec::{Deserialize as _, Serialize as _, VLBytes};
+
+/// A kind 443 KeyPackage event published by an MDK 0.7.1 client.
+const MDK_EVENT: &str = include_str!("../tests/vectors/mdk071_kind443.json");
+
+/// A moment inside the vector's validity.
+const MDK_NOW: u64 = 1_791_424_425 + 60;
+
+/// One MLS signature check exactly as RFC 9420 `VerifyWithLabel` defines
+/// it: the signed bytes are `SignContent { "MLS 1.0 " + label, content }`.
+struct MlsSignature {
+    sign_content: Vec<u8>,
+    public_key: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl MlsSignature {
+    /// Splits a TLS-encoded signed struct whose last field is an Ed25519
+    /// `signature<V>` (two length bytes, then 64 bytes) into what is signed
+    /// and the signature.
+    fn from_signed_struct(label: &str, signed: &[u8], public_key: &[u8]) -> Self {
+        let (tbs, signature) = signed.split_at(signed.len() - 66);
+        assert_eq!(&signature[..2], &[0x40, 0x40], "an Ed25519 signature<V> ends the struct");
+        let mut sign_content = VLBytes::new(format!("MLS 1.0 {label}").into_bytes())
+            .tls_serialize_detached()
+            .expect("label");
+        sign_content.extend(VLBytes::new(tbs.to_vec()).tls_serialize_detached().expect("content"));
+        Self {
+            sign_content,
+            public_key: public_key.to_vec(),
+            signature: signature[2..].to_vec(),
+        }
+    }
+
+    fn verify(&self, crypto: &RustCrypto) -> bool {
+        crypto
+            .verify_signature(
+                SignatureScheme::ED25519,
+                &self.sign_content,
+                &self.public_key,
+                &self.signature,
+            )
+            .is_ok()
+    }
+}
+
+/// The two MLS signatures of the vector's KeyPackage: the KeyPackage's own
+/// and its leaf node's, both by the leaf's signature key.
+fn mls_signatures(event: &Event) -> [MlsSignature; 2] {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&event.content)
+        .expect("base64 content");
+    let key_package = KeyPackageIn::tls_deserialize_exact(bytes.as_slice())
+        .expect("a bare KeyPackage")
+        .validate(&RustCrypto::default(), ProtocolVersion::Mls10)
+        .expect("the vector verifies");
+    let leaf = key_package.leaf_node();
+    let public_key = leaf.signature_key().as_slice().to_vec();
+    let leaf_bytes = leaf.tls_serialize_detached().expect("leaf node");
+    let signatures = [
+        MlsSignature::from_signed_struct("KeyPackageTBS", &bytes, &public_key),
+        MlsSignature::from_signed_struct("LeafNodeTBS", &leaf_bytes, &public_key),
+    ];
+    let crypto = RustCrypto::default();
+    assert!(
+        signatures.iter().all(|s| s.verify(&crypto)),
+        "the floor must verify the real signatures, or it measures nothing"
+    );
+    signatures
+}
+
+fn validation(c: &mut Criterion) {
+    let json = MDK_EVENT.trim();
+    let config = ValidationConfig::default();
+    validate_keypackage_event(json, &config, MDK_NOW).expect("the vector is valid");
+    let event = Event::from_json(json).expect("event");
+    let [keypackage_signature, leaf_signature] = mls_signatures(&event);
+    let crypto = RustCrypto::default();
+
+    let mut group = c.benchmark_group("validation");
+    group.bench_function("full", |b| {
+        b.iter(|| validate_keypackage_event(black_box(json), &config, MDK_NOW).expect("valid"))
+    });
+    group.bench_function("crypto_floor", |b| {
+        b.iter(|| {
+            assert!(black_box(&event).verify_signature());
+            assert!(black_box(&keypackage_signature).verify(&crypto));
+            assert!(black_box(&leaf_signature).verify(&crypto));
+        })
+    });
+    group.bench_function("schnorr", |b| b.iter(|| assert!(black_box(&event).verify_signature())));
+    group.bench_function("mls_keypackage_signature", |b| {
+        b.iter(|| assert!(black_box(&keypackage_signature).verify(&crypto)))
+    });
+    group.bench_function("mls_leaf_node_signature", |b| {
+        b.iter(|| assert!(black_box(&leaf_signature).verify(&crypto)))
+    });
+    group.finish();
+}
+
+fn json(c: &mut Criterion) {
+    let json = MDK_EVENT.trim();
+    let event = Event::from_json(json).expect("event");
+    let value: Value = serde_json::from_str(json).expect("value");
+
+    let mut group = c.benchmark_group("json");
+    group.bench_function("parse_event", |b| {
+        b.iter(|| Event::from_json(black_box(json)).expect("event"))
+    });
+    group.bench_function("parse_value", |b| {
+        b.iter(|| serde_json::from_str::<Value>(black_box(json)).expect("value"))
+    });
+    group.bench_function("serialize_event", |b| b.iter(|| black_box(&event).as_json()));
+    group.bench_function("serialize_value", |b| {
+        b.iter(|| serde_json::to_string(black_box(&value)).expect("json"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, validation, json);
+criterion_main!(benches);
