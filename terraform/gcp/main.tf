@@ -90,12 +90,14 @@ resource "google_firestore_index" "composite" {
 }
 
 # Field overrides: an empty `indexes` list exempts the field from indexing
-# (an empty index_config block). No TTL policy is declared: Firestore TTL
-# deletes documents by a Timestamp-typed field, and the service stores every
-# time as an integer (seconds), including the audit records' `expire_at`. A
-# TTL policy on `expire_at` would never delete anything. The cleanup
-# function deletes expired audit records (with expired KeyPackages and old
-# tombstones) on the schedule below.
+# (an empty index_config block); `"ttl": true` declares the field of a TTL
+# policy. The one TTL field is keypackage_audit.expire_at, the one field the
+# Firestore backend writes as a Timestamp (every other time is integer
+# seconds): Firestore deletes an audit record once it is past
+# KP_AUDIT_RETENTION_SECS, typically within 24 hours. The cleanup function
+# also deletes them on the schedule (scheduler.tf), so retention holds even
+# while TTL deletion lags. The field keeps its ascending index, for cleanup's
+# range query.
 resource "google_firestore_field" "override" {
   for_each = local.field_overrides
 
@@ -112,5 +114,10 @@ resource "google_firestore_field" "override" {
         array_config = lookup(indexes.value, "arrayConfig", null)
       }
     }
+  }
+
+  dynamic "ttl_config" {
+    for_each = lookup(each.value, "ttl", false) ? [true] : []
+    content {}
   }
 }

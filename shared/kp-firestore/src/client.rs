@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use firestore::gcloud_sdk::GoogleAuthHeaders;
 use firestore::gcloud_sdk::google::firestore::v1::{
-    CommitRequest, Document, DocumentMask, Precondition, Write, precondition::ConditionType, write::Operation,
+    CommitRequest, Document, DocumentMask, Precondition, Value, Write, precondition::ConditionType, value::ValueType,
+    write::Operation,
 };
 use firestore::gcloud_sdk::google_cloud_auth::credentials::anonymous;
 use firestore::gcloud_sdk::prost_types::Timestamp;
 use firestore::gcloud_sdk::tonic::{Code, Request};
-use firestore::{FirestoreDb, FirestoreDbOptions};
+use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreValue};
 use futures::{StreamExt as _, TryStreamExt as _};
 use kp_domain::rules::{Plan, RecordWrite};
 use kp_domain::{AuditRecord, KeyPackageRecord, KeyPackageState, OwnerIndex, StoredEvent};
@@ -70,6 +71,44 @@ fn versioned<T: DeserializeOwned>(doc: &Document) -> StoreResult<Versioned<T>> {
             .update_time
             .ok_or_else(|| StoreError::Corrupt(format!("{} has no update_time", doc.name)))?,
     })
+}
+
+/// The field of the audit collection's TTL policy (`firestore.indexes.json`).
+pub(crate) const AUDIT_TTL_FIELD: &str = "expire_at";
+
+/// Latest time a Firestore Timestamp holds (9999-12-31T23:59:59Z).
+const MAX_TIMESTAMP_SECS: u64 = 253_402_300_799;
+
+/// `secs` since the epoch as a Firestore Timestamp value.
+fn timestamp_value(secs: u64) -> Value {
+    Value {
+        value_type: Some(ValueType::TimestampValue(Timestamp {
+            seconds: secs.min(MAX_TIMESTAMP_SECS) as i64,
+            nanos: 0,
+        })),
+    }
+}
+
+/// An audit record's document: its fields, except that `expire_at` is a
+/// Timestamp rather than integer seconds, since Firestore's TTL policy only
+/// deletes by a Timestamp field. Everything else stays integer seconds.
+fn audit_doc(name: &str, record: &AuditRecord) -> StoreResult<Document> {
+    let mut doc = FirestoreDb::serialize_to_doc(name, record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    doc.fields
+        .insert(AUDIT_TTL_FIELD.to_owned(), timestamp_value(record.expire_at));
+    Ok(doc)
+}
+
+/// The audit record of a document written by [`audit_doc`] (an integer
+/// `expire_at` is read as is).
+fn decode_audit(doc: &Document) -> StoreResult<AuditRecord> {
+    let mut doc = doc.clone();
+    if let Some(value) = doc.fields.get_mut(AUDIT_TTL_FIELD)
+        && let Some(ValueType::TimestampValue(time)) = &value.value_type
+    {
+        value.value_type = Some(ValueType::IntegerValue(time.seconds.max(0)));
+    }
+    decode(&doc)
 }
 
 fn precondition(version: Option<Timestamp>) -> Precondition {
@@ -317,9 +356,13 @@ impl Client {
             .db
             .fluent()
             .select()
-            .fields(["expire_at"])
+            .fields([AUDIT_TTL_FIELD])
             .from(self.collections.audit.as_str())
-            .filter(|q| q.for_all([q.field("expire_at").less_than_or_equal(now)]));
+            .filter(|q| {
+                q.for_all([q
+                    .field(AUDIT_TTL_FIELD)
+                    .less_than_or_equal(FirestoreValue::from(timestamp_value(now)))])
+            });
         if let Some(limit) = limit {
             query = query.limit(limit as u32);
         }
@@ -352,7 +395,7 @@ impl Client {
             .query()
             .await
             .map_err(unavailable)?;
-        docs.iter().map(decode).collect()
+        docs.iter().map(decode_audit).collect()
     }
 
     /// [`crate::StoreQuery::RecordsOfOwner`].
@@ -483,9 +526,13 @@ impl Client {
         }
         for record in &plan.audit {
             let id = hex::encode(rand::rng().random::<[u8; 16]>());
-            let mut write = self.put_write(self.doc_name(&self.collections.audit, &id), record, None, None)?;
-            write.current_document = None;
-            writes.push(write);
+            let doc = audit_doc(&self.doc_name(&self.collections.audit, &id), record)?;
+            writes.push(Write {
+                update_mask: None,
+                update_transforms: vec![],
+                current_document: None,
+                operation: Some(Operation::Update(doc)),
+            });
         }
         self.commit(writes).await
     }

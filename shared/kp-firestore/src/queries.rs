@@ -229,6 +229,95 @@ mod tests {
         }
     }
 
+    /// The field overrides: (collection, field, single-field indexes as
+    /// (order or array config, query scope), ttl).
+    fn overrides() -> Vec<(String, String, Vec<(String, String)>, bool)> {
+        let json: Value = serde_json::from_str(include_str!("../../../firestore.indexes.json")).unwrap();
+        json["fieldOverrides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let indexes = o["indexes"]
+                    .as_array()
+                    .expect("the Firebase CLI needs `indexes` on each field override")
+                    .iter()
+                    .map(|i| {
+                        let kind = i["order"].as_str().or(i["arrayConfig"].as_str()).unwrap();
+                        let scope = i["queryScope"].as_str().unwrap_or("COLLECTION");
+                        (kind.to_owned(), scope.to_owned())
+                    })
+                    .collect();
+                (
+                    o["collectionGroup"].as_str().unwrap().to_owned(),
+                    o["fieldPath"].as_str().unwrap().to_owned(),
+                    indexes,
+                    o["ttl"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_audit_collection_has_a_ttl_policy_on_the_field_the_backend_writes() {
+        let ttl: Vec<(String, String)> = overrides()
+            .into_iter()
+            .filter(|(_, _, _, ttl)| *ttl)
+            .map(|(c, f, _, _)| (c, f))
+            .collect();
+        assert_eq!(
+            ttl,
+            vec![("keypackage_audit".to_owned(), crate::client::AUDIT_TTL_FIELD.to_owned())],
+            "one TTL policy: the audit records' Timestamp field"
+        );
+        // Cleanup purges by the same field (TTL deletion may lag by a day).
+        assert_eq!(
+            StoreQuery::ExpiredAudit.shape().filters,
+            vec![(crate::client::AUDIT_TTL_FIELD, Constraint::Range)]
+        );
+    }
+
+    #[test]
+    fn overridden_fields_keep_the_single_field_index_each_query_needs() {
+        let overrides = overrides();
+        for query in StoreQuery::ALL {
+            let shape = query.shape();
+            if shape.composite_index().is_some() {
+                continue;
+            }
+            let used = shape
+                .filters
+                .iter()
+                .map(|(f, c)| {
+                    let kind = match c {
+                        Constraint::ArrayContains => "CONTAINS",
+                        _ => "ASCENDING",
+                    };
+                    (*f, kind)
+                })
+                .chain(shape.order_by.iter().map(|(f, d)| {
+                    let kind = match d {
+                        Direction::Ascending => "ASCENDING",
+                        Direction::Descending => "DESCENDING",
+                    };
+                    (*f, kind)
+                }));
+            for (field, kind) in used {
+                let Some((_, _, indexes, _)) = overrides
+                    .iter()
+                    .find(|(c, f, _, _)| c == shape.collection && f == field)
+                else {
+                    continue; // Firestore's automatic single-field indexes.
+                };
+                assert!(
+                    indexes.contains(&(kind.to_owned(), "COLLECTION".to_owned())),
+                    "{query:?} needs a {kind} index on {}.{field}, which its field override drops",
+                    shape.collection
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_large_and_map_fields_are_exempt_from_indexing() {
         let json: Value = serde_json::from_str(include_str!("../../../firestore.indexes.json")).unwrap();
