@@ -87,9 +87,18 @@ fn each_route_goes_to_the_function_that_serves_it() {
             backend["path_translation"], "APPEND_PATH_TO_ADDRESS",
             "{method} {path}: the function needs the request path"
         );
+        // The gateway authenticates to the IAM-only Cloud Run service with
+        // an ID token for the service's URL, and moves the relay's
+        // Authorization header to X-Forwarded-Authorization, where the
+        // functions read it.
+        assert!(
+            backend["disable_auth"].is_null(),
+            "{method} {path}: backend authentication must stay on, the Cloud Run services are IAM-only"
+        );
         assert_eq!(
-            backend["disable_auth"], true,
-            "{method} {path}: the relay's Authorization header must reach the function"
+            backend["jwt_audience"].as_str(),
+            Some(address),
+            "{method} {path}: the ID token must be for the service it calls"
         );
         // Each `{name}` in the path is declared as a path parameter.
         for segment in path.split('/').filter(|s| s.starts_with('{')) {

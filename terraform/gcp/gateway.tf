@@ -1,5 +1,6 @@
 # API Gateway: one public HTTPS host that routes each path of API.md to the
-# Cloud Run service of its function, by the OpenAPI spec in openapi.yaml.
+# Cloud Run service of its function, by the OpenAPI spec in openapi.yaml,
+# authenticating to each (IAM-only) service as its own service account.
 
 resource "google_api_gateway_api" "main" {
   provider = google-beta
@@ -23,6 +24,16 @@ resource "google_api_gateway_api_config" "main" {
       }))
     }
   }
+
+  # The gateway calls each function with an ID token of this account
+  # (`jwt_audience` in openapi.yaml), which may invoke the functions.
+  gateway_config {
+    backend_config {
+      google_service_account = google_service_account.api_gateway.email
+    }
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.api_gateway]
 
   # A new configuration (new Cloud Run URLs, a changed spec) is created before
   # the gateway switches to it and the old one is deleted.

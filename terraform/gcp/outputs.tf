@@ -9,14 +9,8 @@ output "relay_token" {
   sensitive   = true
 }
 
-output "cleanup_token" {
-  description = "The token the scheduler sends to the cleanup function."
-  value       = random_password.cleanup_token.result
-  sensitive   = true
-}
-
 output "function_urls" {
-  description = "Each function's own Cloud Run URL (it also serves /healthz, /readyz and /metrics)."
+  description = "Each function's own Cloud Run URL (it also serves /healthz, /readyz and /metrics, to callers with roles/run.invoker)."
   value       = { for name, service in google_cloud_run_v2_service.function : name => service.uri }
 }
 

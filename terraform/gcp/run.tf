@@ -22,11 +22,11 @@ resource "google_project_iam_member" "firestore" {
   }
 }
 
-# Each function reads only the secret that holds its own token list.
+# Each function reads the relay token list, and no other secret.
 resource "google_secret_manager_secret_iam_member" "token" {
   for_each = local.functions
 
-  secret_id = local.token_secret[each.key].secret.id
+  secret_id = google_secret_manager_secret.relay_tokens.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.function[each.key].email}"
 }
@@ -72,6 +72,12 @@ resource "google_cloud_run_v2_service" "function" {
             FIRESTORE_DATABASE_ID = google_firestore_database.main.name
             KP_COLLECTION_PREFIX  = var.collection_prefix
           },
+          # Cloud Run lets in only the invokers below, each with a Google
+          # ID token it verified: the relay's token arrives from API Gateway
+          # as X-Forwarded-Authorization.
+          { KP_PLATFORM_AUTHENTICATED = "true" },
+          # The scheduler's account runs cleanup without a relay token.
+          each.key == "cleanup" ? { KP_PLATFORM_INVOKERS = google_service_account.scheduler.email } : {},
           # Cleanup runs on the scheduler, not in the gateway process.
           each.key == "gateway" ? { KP_CLEANUP_INTERVAL_SECS = "0" } : {},
           # Not derived from the gateway: the gateway's configuration needs
@@ -88,10 +94,10 @@ resource "google_cloud_run_v2_service" "function" {
         name = "KP_RELAY_TOKEN"
         value_source {
           secret_key_ref {
-            secret = local.token_secret[each.key].secret.secret_id
+            secret = google_secret_manager_secret.relay_tokens.secret_id
             # The version number, not "latest": a new token list rolls out
             # a new revision.
-            version = local.token_secret[each.key].version.version
+            version = google_secret_manager_secret_version.relay_tokens.version
           }
         }
       }
@@ -120,16 +126,22 @@ resource "google_cloud_run_v2_service" "function" {
   ]
 }
 
-# The services accept unauthenticated invocations: the relay token, which
-# every function checks, is the authentication. Cloud Run IAM cannot be used
-# in front of it, because an IAM-authenticated caller (API Gateway's backend
-# authentication, Cloud Scheduler's OIDC token) puts a Google ID token in the
-# Authorization header, where the functions expect the relay token.
-resource "google_cloud_run_v2_service_iam_member" "public" {
+# The services are IAM-only (no allUsers invoker): Cloud Run lets in only
+# API Gateway's service account, on every function, and the scheduler's, on
+# cleanup (scheduler.tf), each with a Google ID token it verifies. The
+# functions still check the relay token that API Gateway forwards in
+# X-Forwarded-Authorization, and refuse a request through the gateway that
+# has none.
+resource "google_service_account" "api_gateway" {
+  account_id   = "${var.name}-api-gateway"
+  display_name = "KeyPackage service: API Gateway calling the functions"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "api_gateway" {
   for_each = local.functions
 
   name     = google_cloud_run_v2_service.function[each.key].name
   location = var.region
   role     = "roles/run.invoker"
-  member   = "allUsers"
+  member   = "serviceAccount:${google_service_account.api_gateway.email}"
 }

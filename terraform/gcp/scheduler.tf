@@ -1,12 +1,25 @@
 # Cloud Scheduler runs cleanup: expired KeyPackages, tombstones past their
-# purge time and audit records past KP_AUDIT_RETENTION_SECS.
+# purge time and audit records past KP_AUDIT_RETENTION_SECS (which the
+# Firestore TTL policy on keypackage_audit.expire_at also deletes, up to a day
+# late).
 #
-# The job authenticates with the cleanup token, not with an OIDC token: an
-# OIDC token travels in the Authorization header, which Cloud Scheduler fills
-# with it, while the cleanup function (like every function) requires
-# `Authorization: Bearer <token>` with one of its KP_RELAY_TOKEN tokens. The
-# cleanup token is stored in the job, readable by whoever can read the job,
-# and it opens nothing but cleanup (which only deletes what has expired).
+# The job authenticates with an OIDC token of its own service account, which
+# may invoke the cleanup service and nothing else. Cloud Run verifies the
+# token (the service is IAM-only), and the cleanup function, told by
+# KP_PLATFORM_INVOKERS that this account needs no relay token, runs cleanup.
+# No secret is stored in the job.
+
+resource "google_service_account" "scheduler" {
+  account_id   = "${var.name}-scheduler"
+  display_name = "KeyPackage service: Cloud Scheduler calling cleanup"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invokes_cleanup" {
+  name     = google_cloud_run_v2_service.function["cleanup"].name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
 
 resource "google_cloud_scheduler_job" "cleanup" {
   name             = "${var.name}-cleanup"
@@ -27,10 +40,17 @@ resource "google_cloud_scheduler_job" "cleanup" {
     uri         = "${google_cloud_run_v2_service.function["cleanup"].uri}/v1/cleanup"
     body        = base64encode("{}")
     headers = {
-      "Content-Type"  = "application/json"
-      "Authorization" = "Bearer ${random_password.cleanup_token.result}"
+      "Content-Type" = "application/json"
+    }
+
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = google_cloud_run_v2_service.function["cleanup"].uri
     }
   }
 
-  depends_on = [google_project_service.api]
+  depends_on = [
+    google_project_service.api,
+    google_cloud_run_v2_service_iam_member.scheduler_invokes_cleanup,
+  ]
 }

@@ -74,7 +74,7 @@ variable "concurrency" {
 }
 
 variable "settings" {
-  description = "Further configuration variables of API.md for every function, for example { KP_MAX_PER_OWNER = \"20\", RUST_LOG = \"info\" }. KP_STORE, FIRESTORE_*, KP_COLLECTION_PREFIX and KP_RELAY_TOKEN are set by this module."
+  description = "Further configuration variables of API.md for every function, for example { KP_MAX_PER_OWNER = \"20\", RUST_LOG = \"info\" }. KP_STORE, FIRESTORE_*, KP_COLLECTION_PREFIX, KP_RELAY_TOKEN, KP_PUBLIC_URL and KP_PLATFORM_* are set by this module."
   type        = map(string)
   default     = {}
 
@@ -82,6 +82,7 @@ variable "settings" {
     condition = length(setintersection(keys(var.settings), [
       "KP_STORE", "FIRESTORE_PROJECT_ID", "FIRESTORE_DATABASE_ID", "FIRESTORE_EMULATOR_HOST",
       "KP_COLLECTION_PREFIX", "KP_RELAY_TOKEN", "KP_LISTEN", "PORT", "KP_PUBLIC_URL",
+      "KP_PLATFORM_AUTHENTICATED", "KP_PLATFORM_INVOKERS",
     ])) == 0
     error_message = "settings must not set the variables this module sets itself."
   }

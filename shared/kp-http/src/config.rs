@@ -105,6 +105,16 @@ pub struct Config {
     pub collection_prefix: String,
     /// `KP_RELAY_TOKEN`, split on commas: any of them is accepted.
     pub relay_tokens: Vec<String>,
+    /// `KP_PLATFORM_AUTHENTICATED`: the platform in front (Cloud Run with no
+    /// public invoker) lets in only callers whose Google ID token it
+    /// verified. The `Authorization` header then holds that ID token, and a
+    /// relay's token arrives in `X-Forwarded-Authorization` (where API
+    /// Gateway moves it).
+    pub platform_authenticated: bool,
+    /// `KP_PLATFORM_INVOKERS`, split on commas: the service-account emails
+    /// that, once the platform has verified them, need no relay token (the
+    /// Cloud Scheduler job). Only with `platform_authenticated`.
+    pub platform_invokers: Vec<String>,
     /// Validation limits (`KP_MAX_EVENT_BYTES`, `KP_TTL_SECS`, ...).
     pub validation: ValidationConfig,
     /// Lifecycle policy (`KP_MAX_PER_OWNER`, `KP_ON_CAP`, ...).
@@ -130,6 +140,8 @@ impl std::fmt::Debug for Config {
             .field("firestore", &self.firestore)
             .field("collection_prefix", &self.collection_prefix)
             .field("relay_tokens", &format!("<{} hidden>", self.relay_tokens.len()))
+            .field("platform_authenticated", &self.platform_authenticated)
+            .field("platform_invokers", &self.platform_invokers)
             .field("validation", &self.validation)
             .field("policy", &self.policy)
             .field("consume_on_query", &self.consume_on_query)
@@ -169,6 +181,19 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
             Some("false" | "0" | "no" | "off") => Ok(false),
             Some(other) => Err(bad(name, format!("expected true or false, got {other:?}"))),
         }
+    }
+
+    /// A comma-separated list, blanks dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn positive(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
@@ -228,16 +253,17 @@ impl Config {
                 "required with KP_STORE=firestore (or set GOOGLE_CLOUD_PROJECT)",
             ));
         }
-        let relay_tokens: Vec<String> = vars
-            .get("KP_RELAY_TOKEN")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let relay_tokens = vars.list("KP_RELAY_TOKEN");
+        let platform_authenticated = vars.bool("KP_PLATFORM_AUTHENTICATED", false)?;
+        let platform_invokers = vars.list("KP_PLATFORM_INVOKERS");
+        if !platform_invokers.is_empty() && !platform_authenticated {
+            // Without the platform's verification, anyone could write an
+            // ID token naming one of them.
+            return Err(bad(
+                "KP_PLATFORM_INVOKERS",
+                "only meaningful with KP_PLATFORM_AUTHENTICATED=true, behind a platform that verifies the caller",
+            ));
+        }
         if relay_tokens.is_empty() && !listen.ip().is_loopback() {
             return Err(bad(
                 "KP_RELAY_TOKEN",
@@ -277,6 +303,8 @@ impl Config {
             firestore,
             collection_prefix: vars.get("KP_COLLECTION_PREFIX").unwrap_or_default(),
             relay_tokens,
+            platform_authenticated,
+            platform_invokers,
             validation,
             policy,
             consume_on_query: vars.bool("KP_CONSUME_ON_QUERY", false)?,
@@ -324,6 +352,8 @@ mod tests {
             })
         );
         assert!(!c.consume_on_query);
+        assert!(!c.platform_authenticated);
+        assert!(c.platform_invokers.is_empty());
         assert_eq!(c.firestore.database_id, "(default)");
         assert_eq!(c.pg_pool, 10);
     }
@@ -351,6 +381,8 @@ mod tests {
             ("KP_PG_POOL", "many"),
             ("KP_LISTEN", "nowhere"),
             ("KP_TTL_SECS", "-1"),
+            ("KP_PLATFORM_AUTHENTICATED", "perhaps"),
+            ("KP_PLATFORM_INVOKERS", "scheduler@p.iam.gserviceaccount.com"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{err}");
@@ -364,6 +396,26 @@ mod tests {
         assert_eq!(
             config(&[("KP_CLEANUP_INTERVAL_SECS", "0")]).unwrap().cleanup_interval,
             None
+        );
+    }
+
+    #[test]
+    fn platform_invokers_come_with_platform_authentication() {
+        let c = config(&[
+            ("KP_PLATFORM_AUTHENTICATED", "true"),
+            (
+                "KP_PLATFORM_INVOKERS",
+                " a@p.iam.gserviceaccount.com, ,b@p.iam.gserviceaccount.com",
+            ),
+        ])
+        .unwrap();
+        assert!(c.platform_authenticated);
+        assert_eq!(
+            c.platform_invokers,
+            vec![
+                "a@p.iam.gserviceaccount.com".to_string(),
+                "b@p.iam.gserviceaccount.com".to_string()
+            ]
         );
     }
 

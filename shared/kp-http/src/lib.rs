@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: where the relay token and the platform's caller are read.
 //! - [`config`]: every configuration variable.
 //! - [`error`]: HTTP errors and their mapping to status codes.
 //! - [`metrics`]: Prometheus metrics.
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -249,21 +251,42 @@ pub fn routes(function: Function) -> Vec<Route> {
     }
 }
 
-/// Requires `Authorization: Bearer <token>` when tokens are configured;
-/// compares in constant time against each configured token.
+/// Requires `Bearer <token>` with one of the configured tokens, compared in
+/// constant time, read from `X-Forwarded-Authorization` when present (API
+/// Gateway moves the relay's header there) and else from `Authorization`.
+///
+/// With `KP_PLATFORM_AUTHENTICATED`, `Authorization` holds the Google ID
+/// token the platform verified, not a relay token: a request without
+/// `X-Forwarded-Authorization` passes only when that verified caller is one
+/// of `KP_PLATFORM_INVOKERS` (the scheduler). API Gateway's own identity is
+/// not one of them, so a client that sends no `Authorization` header through
+/// the gateway is refused.
 async fn relay_auth(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if state.config.relay_tokens.is_empty() {
+    let config = &state.config;
+    if config.relay_tokens.is_empty() {
         return Ok(next.run(request).await);
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let headers = request.headers();
+    if config.platform_authenticated && !headers.contains_key(auth::X_FORWARDED_AUTHORIZATION) {
+        let caller = auth::platform_caller(headers);
+        let invoker = caller
+            .as_deref()
+            .is_some_and(|caller| config.platform_invokers.iter().any(|i| i == caller));
+        if !invoker {
+            return Err(ApiError::Unauthorized);
+        }
+        tracing::debug!(
+            caller = caller.as_deref().unwrap_or(""),
+            "platform invoker, no relay token"
+        );
+        return Ok(next.run(request).await);
+    }
+    let presented = auth::client_authorization(headers)
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .unwrap_or("");
     let mut matched = false;
-    for token in &state.config.relay_tokens {
+    for token in &config.relay_tokens {
         matched |= bool::from(token.as_bytes().ct_eq(presented.as_bytes()));
     }
     if !matched {

@@ -3,7 +3,6 @@
 //! `GET /v1/me/audit`. Owners see and retire only their own KeyPackages.
 
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::header;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use kp_domain::ids::normalize_hex64;
@@ -36,11 +35,8 @@ impl FromRequest<AppState> for Owner {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        // Behind API Gateway the owner's header arrives as X-Forwarded-Authorization.
+        let header = crate::auth::client_authorization(request.headers()).map(str::to_owned);
         let method = request.method().as_str().to_owned();
         let path = request
             .uri()
