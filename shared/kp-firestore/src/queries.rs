@@ -229,9 +229,12 @@ mod tests {
         }
     }
 
-    /// The field overrides: (collection, field, single-field indexes as
+    /// A field override: (collection, field, single-field indexes as
     /// (order or array config, query scope), ttl).
-    fn overrides() -> Vec<(String, String, Vec<(String, String)>, bool)> {
+    type Override = (String, String, Vec<(String, String)>, bool);
+
+    /// The field overrides `firestore.indexes.json` declares.
+    fn overrides() -> Vec<Override> {
         let json: Value = serde_json::from_str(include_str!("../../../firestore.indexes.json")).unwrap();
         json["fieldOverrides"]
             .as_array()
