@@ -140,7 +140,13 @@ impl DirectFirestore {
     /// records at a time with their owners' indexes: how the big stores of
     /// the size and cleanup figures are filled. `events` must be grouped by
     /// owner, whole owners per commit.
-    pub async fn fill(&self, events: &[KeyPackageEvent], now: u64, per_owner: usize, per_commit: usize) -> anyhow::Result<()> {
+    pub async fn fill(
+        &self,
+        events: &[KeyPackageEvent],
+        now: u64,
+        per_owner: usize,
+        per_commit: usize,
+    ) -> anyhow::Result<()> {
         let owners_per_commit = (per_commit / (per_owner + 1)).max(1);
         let chunks: Vec<&[KeyPackageEvent]> = events.chunks(per_owner * owners_per_commit).collect();
         futures::stream::iter(chunks)
@@ -207,7 +213,13 @@ impl DirectFirestore {
 
     /// Records left under this prefix.
     pub async fn records(&self) -> anyhow::Result<u64> {
-        let docs = self.db.fluent().select().from(self.keypackages.as_str()).query().await?;
+        let docs = self
+            .db
+            .fluent()
+            .select()
+            .from(self.keypackages.as_str())
+            .query()
+            .await?;
         Ok(docs.len() as u64)
     }
 }
@@ -222,7 +234,13 @@ impl Target for DirectFirestore {
             let read: Versioned<OwnerIndex> = self.get(&self.owners, &kp.owner).await?;
             let existing: Versioned<KeyPackageRecord> = self.get(&self.keypackages, &kp.keypackage_ref).await?;
             let index = read.as_ref().map(|(v, _)| v.clone()).unwrap_or_default();
-            let decision = rules::plan_ingest(&index, existing.as_ref().map(|(r, _)| r), kp, &self.policy, crate::now());
+            let decision = rules::plan_ingest(
+                &index,
+                existing.as_ref().map(|(r, _)| r),
+                kp,
+                &self.policy,
+                crate::now(),
+            );
             let IngestDecision::Store { plan, .. } = decision else {
                 return Ok(false);
             };

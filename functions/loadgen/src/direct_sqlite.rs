@@ -107,7 +107,12 @@ impl DirectSqlite {
 
     /// Writes many pre-validated KeyPackages, `per_transaction` at a time:
     /// how the big stores of the size and cleanup figures are filled.
-    pub async fn fill(&self, events: Arc<Vec<KeyPackageEvent>>, now: u64, per_transaction: usize) -> anyhow::Result<()> {
+    pub async fn fill(
+        &self,
+        events: Arc<Vec<KeyPackageEvent>>,
+        now: u64,
+        per_transaction: usize,
+    ) -> anyhow::Result<()> {
         for start in (0..events.len()).step_by(per_transaction) {
             let events = events.clone();
             self.write(move |tx, policy| {
@@ -156,7 +161,10 @@ impl DirectSqlite {
 }
 
 fn owner_index(tx: &Connection, owner: &str) -> anyhow::Result<OwnerIndex> {
-    let body: Option<String> = tx.prepare_cached(OWNER)?.query_row([owner], |row| row.get(0)).optional()?;
+    let body: Option<String> = tx
+        .prepare_cached(OWNER)?
+        .query_row([owner], |row| row.get(0))
+        .optional()?;
     Ok(body.map(|b| serde_json::from_str(&b)).transpose()?.unwrap_or_default())
 }
 
@@ -183,8 +191,11 @@ fn put_record(tx: &Connection, record: &KeyPackageRecord) -> anyhow::Result<()> 
 }
 
 fn apply(tx: &Connection, owner: &str, plan: &Plan) -> anyhow::Result<()> {
-    tx.prepare_cached(PUT_OWNER)?
-        .execute((owner, ts(plan.owner.next_purge_at), serde_json::to_string(&plan.owner)?))?;
+    tx.prepare_cached(PUT_OWNER)?.execute((
+        owner,
+        ts(plan.owner.next_purge_at),
+        serde_json::to_string(&plan.owner)?,
+    ))?;
     for write in &plan.records {
         match write {
             RecordWrite::Put(r) => {

@@ -70,7 +70,9 @@ pub fn healthy(port: u16) -> bool {
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_ok()
-        && stream.read(&mut answer).is_ok_and(|n| answer[..n].starts_with(b"HTTP/1.1 200"))
+        && stream
+            .read(&mut answer)
+            .is_ok_and(|n| answer[..n].starts_with(b"HTTP/1.1 200"))
 }
 
 /// A function binary running as its own process, killed when dropped.

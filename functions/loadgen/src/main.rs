@@ -98,10 +98,7 @@ fn env(common: &Common) -> anyhow::Result<Env> {
     } else {
         Some(match &common.bins {
             Some(bins) => bins.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_default(),
+            None => std::env::current_exe()?.parent().map(PathBuf::from).unwrap_or_default(),
         })
     };
     let emulator = common
@@ -160,10 +157,17 @@ async fn main() -> anyhow::Result<()> {
                 scenarios::claimers(&env, kind, 50, 40).await?;
                 scenarios::load(&env, kind, 200, &[1, 4, 16, 64]).await?;
                 scenarios::store_size(&env, kind, &[1_000, 10_000, 100_000], &corpus).await?;
-                let expired = if kind == Kind::Firestore { firestore_cleanup } else { 100_000 };
+                let expired = if kind == Kind::Firestore {
+                    firestore_cleanup
+                } else {
+                    100_000
+                };
                 scenarios::cleanup(&env, kind, expired, &corpus).await?;
             }
-            println!("{}", loadgen::report::report(&common.out, &PathBuf::from("target/criterion"))?);
+            println!(
+                "{}",
+                loadgen::report::report(&common.out, &PathBuf::from("target/criterion"))?
+            );
         }
         Command::Report { out, criterion } => {
             println!("{}", loadgen::report::report(&out, &criterion)?);

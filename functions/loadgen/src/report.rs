@@ -31,7 +31,11 @@ pub fn report(dir: &Path, criterion: &Path) -> anyhow::Result<String> {
     for backend in BACKENDS {
         if let Some(load) = read::<LoadReport>(dir, &format!("load-{backend}")) {
             load_table(&mut md, backend, &load);
-            latency_chart(&dir.join(format!("latency-vs-concurrency-{backend}.svg")), backend, &load.rows)?;
+            latency_chart(
+                &dir.join(format!("latency-vs-concurrency-{backend}.svg")),
+                backend,
+                &load.rows,
+            )?;
         }
     }
     let sizes: Vec<SizeRow> = BACKENDS
@@ -128,11 +132,20 @@ fn validation_table(md: &mut String, criterion: &Path) {
             part("mls_leaf_node_signature")
         );
     }
-    let pairs = [("parse", "parse_event", "parse_value"), ("serialize", "serialize_event", "serialize_value")];
+    let pairs = [
+        ("parse", "parse_event", "parse_value"),
+        ("serialize", "serialize_event", "serialize_value"),
+    ];
     let mut lines = String::new();
     for (what, ours, base) in pairs {
         if let (Some(a), Some(b)) = (get("json", ours), get("json", base)) {
-            let _ = writeln!(lines, "| {what} | {:.2} µs | {:.2} µs | **{:.2}×** |", a / 1000.0, b / 1000.0, a / b);
+            let _ = writeln!(
+                lines,
+                "| {what} | {:.2} µs | {:.2} µs | **{:.2}×** |",
+                a / 1000.0,
+                b / 1000.0,
+                a / b
+            );
         }
     }
     if !lines.is_empty() {

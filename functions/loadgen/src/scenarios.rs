@@ -253,7 +253,12 @@ pub async fn load(env: &Env, kind: Kind, owners: usize, concurrency: &[usize]) -
     let corpus = Corpus::generate(owners, PER_OWNER, crate::now());
     let validated = Arc::new(corpus.validated(crate::now()));
     let events = Arc::new(corpus.events.clone());
-    eprintln!("{}: {} events generated in {:?}", kind.name(), events.len(), started.elapsed());
+    eprintln!(
+        "{}: {} events generated in {:?}",
+        kind.name(),
+        events.len(),
+        started.elapsed()
+    );
     let reads = corpus.events.len().min(2_000);
     let mut report = LoadReport {
         rows: Vec::new(),
@@ -355,7 +360,13 @@ pub async fn store_size(env: &Env, kind: Kind, sizes: &[usize], corpus: &SharedC
             let (t, o) = (http.clone(), owner_list.clone());
             move |i: usize| {
                 let (t, owner) = (t.clone(), o[(i * 7919 + 13) % o.len()].clone());
-                async move { if count { t.count(&owner).await } else { t.query(&owner).await } }
+                async move {
+                    if count {
+                        t.count(&owner).await
+                    } else {
+                        t.query(&owner).await
+                    }
+                }
             }
         };
         // Warm the connections and the caches the same way at every size.
@@ -381,15 +392,18 @@ pub async fn store_size(env: &Env, kind: Kind, sizes: &[usize], corpus: &SharedC
     Ok(rows)
 }
 
+/// A corpus and its events, validated.
+type CorpusAndEvents = (Arc<Corpus>, Arc<Vec<KeyPackageEvent>>);
+
 /// A corpus generated once per process and shared by the scenarios.
 #[derive(Default)]
 pub struct SharedCorpus {
-    made: Mutex<Option<(Arc<Corpus>, Arc<Vec<KeyPackageEvent>>)>>,
+    made: Mutex<Option<CorpusAndEvents>>,
 }
 
 impl SharedCorpus {
     /// At least `owners` owners' events, and the events validated.
-    pub fn get(&self, owners: usize) -> (Arc<Corpus>, Arc<Vec<KeyPackageEvent>>) {
+    pub fn get(&self, owners: usize) -> CorpusAndEvents {
         let mut made = self.made.lock().expect("corpus");
         if let Some((corpus, validated)) = made.as_ref()
             && corpus.owners.len() >= owners
@@ -399,7 +413,11 @@ impl SharedCorpus {
         let started = Instant::now();
         let corpus = Arc::new(Corpus::generate(owners, PER_OWNER, crate::now()));
         let validated = Arc::new(corpus.validated(crate::now()));
-        eprintln!("generated and validated {} events in {:?}", corpus.events.len(), started.elapsed());
+        eprintln!(
+            "generated and validated {} events in {:?}",
+            corpus.events.len(),
+            started.elapsed()
+        );
         *made = Some((corpus.clone(), validated.clone()));
         (corpus, validated)
     }
@@ -454,7 +472,10 @@ pub async fn claimers(env: &Env, kind: Kind, claimers: usize, one_time: usize) -
         }
     })
     .await;
-    ensure!(ingest.ops as usize == events.len(), "ingest refused some events: {ingest:?}");
+    ensure!(
+        ingest.ops as usize == events.len(),
+        "ingest refused some events: {ingest:?}"
+    );
     let got = Arc::new(Mutex::new(Vec::new()));
     let pubkey = owner.pubkey();
     let summary = run(claimers, claimers, {
@@ -533,7 +554,11 @@ pub async fn cleanup(env: &Env, kind: Kind, expired: usize, corpus: &SharedCorpu
     }
     let store_of = |backend: &Backend| {
         let backend = backend.clone();
-        async move { kp_http::open_store(&config_of(&backend)?).await.map_err(anyhow::Error::from) }
+        async move {
+            kp_http::open_store(&config_of(&backend)?)
+                .await
+                .map_err(anyhow::Error::from)
+        }
     };
 
     let store = store_of(&filled[0].0).await?;
@@ -616,7 +641,10 @@ pub const FUNCTIONS: &[&str] = &["gateway", "ingest", "query", "consume", "clean
 
 /// Cold start (median of `runs`), idle memory and size of each function binary.
 pub async fn serverless(env: &Env, kinds: &[Kind], runs: usize) -> anyhow::Result<Serverless> {
-    let bins = env.bins.clone().context("cold starts need the function binaries (--bins)")?;
+    let bins = env
+        .bins
+        .clone()
+        .context("cold starts need the function binaries (--bins)")?;
     let exec_true: Vec<Duration> = (0..runs)
         .map(|_| {
             let t = Instant::now();

@@ -96,7 +96,5 @@ pub fn summarise(latencies: &Histogram<u64>, errors: u64, elapsed: Duration) -> 
 /// The median of some durations, milliseconds.
 pub fn median_ms(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
-    samples
-        .get(samples.len() / 2)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    samples.get(samples.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }

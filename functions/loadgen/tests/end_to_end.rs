@@ -12,7 +12,9 @@ fn env(dir: &std::path::Path) -> Env {
 async fn a_small_load_run_accepts_every_ingest_and_never_hands_a_keypackage_out_twice() {
     let dir = std::env::temp_dir().join(format!("kp-loadgen-test-{}", std::process::id()));
     let env = env(&dir);
-    let report = scenarios::load(&env, Kind::Sqlite, 3, &[4]).await.expect("the load run");
+    let report = scenarios::load(&env, Kind::Sqlite, 3, &[4])
+        .await
+        .expect("the load run");
     for path in ["gateway", "store", "direct"] {
         let row = |op: &str| {
             report
@@ -22,15 +24,28 @@ async fn a_small_load_run_accepts_every_ingest_and_never_hands_a_keypackage_out_
                 .unwrap_or_else(|| panic!("no {path} {op} row"))
         };
         assert_eq!(row("ingest").summary.ops, 30, "{path}: every ingest accepted");
-        assert_eq!(row("query").summary.errors, 0, "{path}: every owner's KeyPackages found");
+        assert_eq!(
+            row("query").summary.errors,
+            0,
+            "{path}: every owner's KeyPackages found"
+        );
         assert_eq!(row("count").summary.errors, 0, "{path}: every count answered");
-        assert_eq!(row("claim").summary.ops, 15, "{path}: every claim got a one-time KeyPackage");
+        assert_eq!(
+            row("claim").summary.ops,
+            15,
+            "{path}: every claim got a one-time KeyPackage"
+        );
         assert_eq!(row("claim").duplicates, 0, "{path}: no KeyPackage handed out twice");
     }
 
-    let claimers = scenarios::claimers(&env, Kind::Sqlite, 12, 8).await.expect("the claimers run");
+    let claimers = scenarios::claimers(&env, Kind::Sqlite, 12, 8)
+        .await
+        .expect("the claimers run");
     assert_eq!(claimers.succeeded, 12, "every claimer got a KeyPackage");
-    assert_eq!(claimers.distinct_one_time, 8, "each one-time KeyPackage went to one claimer");
+    assert_eq!(
+        claimers.distinct_one_time, 8,
+        "each one-time KeyPackage went to one claimer"
+    );
     assert_eq!(claimers.last_resort, 4, "the others got the last resort");
     assert_eq!(claimers.duplicates, 0);
 

@@ -15,7 +15,7 @@ use std::hint::black_box;
 use base64::Engine as _;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kp_domain::{ValidationConfig, validate_keypackage_event};
-use nostr::prelude::{Event, JsonUtil as _};
+use nostr::prelude::Event;
 use openmls::prelude::{KeyPackageIn, ProtocolVersion};
 use openmls_rust_crypto::RustCrypto;
 use openmls_traits::crypto::OpenMlsCrypto as _;
@@ -43,7 +43,11 @@ impl MlsSignature {
     /// and the signature.
     fn from_signed_struct(label: &str, signed: &[u8], public_key: &[u8]) -> Self {
         let (tbs, signature) = signed.split_at(signed.len() - 66);
-        assert_eq!(&signature[..2], &[0x40, 0x40], "an Ed25519 signature<V> ends the struct");
+        assert_eq!(
+            &signature[..2],
+            &[0x40, 0x40],
+            "an Ed25519 signature<V> ends the struct"
+        );
         let mut sign_content = VLBytes::new(format!("MLS 1.0 {label}").into_bytes())
             .tls_serialize_detached()
             .expect("label");
