@@ -644,3 +644,36 @@ async fn the_ok_message_is_the_services_decision() {
     let (accepted, message) = raw.publish(&second).await;
     assert!(!accepted && message.starts_with("rate-limited: "), "{message}");
 }
+
+/// Consume-on-query over the limit: the owner's KeyPackages are left out and
+/// the client is told why, before EOSE.
+#[tokio::test]
+async fn a_rate_limited_consuming_query_says_so() {
+    let gateway = gateway(
+        Backend::Sqlite,
+        &[("KP_CONSUME_ON_QUERY", "true"), ("KP_ANON_CLAIM_RATE", "2/600")],
+    )
+    .await;
+    let url = relay(&gateway, "off").await;
+    let alice = Owner::new();
+    let now = system_now();
+    let mut raw = Raw::connect(&url).await;
+    for _ in 0..4 {
+        let event = alice
+            .keypackage(KeyPackageSpec::one_time_at(now))
+            .event_443(&alice, now);
+        assert_eq!(raw.publish(&event).await, (true, String::new()));
+    }
+    let filter = json!({"kinds": [443], "authors": [alice.pubkey()]});
+    assert_eq!(raw.req("first", std::slice::from_ref(&filter)).await.unwrap().len(), 2);
+
+    raw.send(json!(["REQ", "second", filter])).await;
+    let notice = raw.next(&["NOTICE", "EVENT", "EOSE"]).await;
+    assert_eq!(notice[0], "NOTICE", "{notice}");
+    let text = notice[1].as_str().unwrap();
+    assert!(
+        text.starts_with("rate-limited: ") && text.contains(&alice.pubkey()),
+        "{text}"
+    );
+    assert_eq!(raw.next(&["EVENT", "EOSE"]).await, json!(["EOSE", "second"]));
+}

@@ -4,17 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use kp_http::ConfigError;
 use nostr::prelude::RelayUrl;
-
-/// Why the configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {reason}")]
-pub struct ConfigError {
-    /// The variable at fault.
-    pub variable: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
 
 fn bad(variable: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError {

@@ -256,13 +256,13 @@ impl Session {
         if split.keypackages.is_empty() {
             return self.forward(text.to_owned()).await;
         }
-        let events = match self
+        let answer = match self
             .shared
             .gateway
             .query(&split.keypackages, self.pubkey.as_ref())
             .await
         {
-            Ok(events) => events,
+            Ok(answer) => answer,
             Err(e) => {
                 // Drop whatever the library held under this id, too.
                 self.forward(format!(r#"["CLOSE",{}]"#, subscription.get())).await?;
@@ -270,9 +270,18 @@ impl Session {
                 return Ok(());
             }
         };
-        for event in events {
+        for event in &answer.events {
             self.send(format!(r#"["EVENT",{},{}]"#, subscription.get(), event.get()))
                 .await;
+        }
+        if !answer.rate_limited.is_empty() {
+            // The answer is still valid, only shorter: say why before EOSE.
+            let notice = format!(
+                "rate-limited: KeyPackages of {} left out of subscription {}, try again later",
+                answer.rate_limited.join(", "),
+                subscription.get()
+            );
+            self.send(serde_json::json!(["NOTICE", notice]).to_string()).await;
         }
         if split.others.is_empty() {
             self.forward(format!(r#"["CLOSE",{}]"#, subscription.get())).await?;

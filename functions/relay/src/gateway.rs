@@ -35,9 +35,15 @@ struct ErrorDetail {
     message: String,
 }
 
-#[derive(Deserialize)]
-struct QueryAnswer {
-    events: Vec<Box<RawValue>>,
+/// The service's answer to KeyPackage filters.
+#[derive(Debug, Deserialize)]
+pub struct QueryAnswer {
+    /// The stored signed events, verbatim.
+    pub events: Vec<Box<RawValue>>,
+    /// Consume-on-query only: owners whose KeyPackages were left out because
+    /// the requester is over its rate limit for them.
+    #[serde(default)]
+    pub rate_limited: Vec<String>,
 }
 
 /// An HTTP client of the KeyPackage service.
@@ -70,15 +76,13 @@ impl Gateway {
         &self,
         filters: &[serde_json::Value],
         requester: Option<&PublicKey>,
-    ) -> Result<Vec<Box<RawValue>>, GatewayError> {
+    ) -> Result<QueryAnswer, GatewayError> {
         let mut body = serde_json::json!({ "filters": filters });
         if let Some(requester) = requester {
             body["requester"] = requester.to_hex().into();
         }
         let answer = self.post("/v1/keypackages/query", body.to_string()).await?;
-        let answer: QueryAnswer =
-            serde_json::from_slice(&answer).map_err(|e| unavailable(format!("unreadable answer: {e}")))?;
-        Ok(answer.events)
+        serde_json::from_slice(&answer).map_err(|e| unavailable(format!("unreadable answer: {e}")))
     }
 
     async fn post(&self, path: &str, body: String) -> Result<Vec<u8>, GatewayError> {

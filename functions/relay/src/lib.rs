@@ -33,7 +33,7 @@ use nostr_sdk::prelude::LocalRelay;
 use tokio::net::TcpListener;
 
 pub use config::{AuthMode, ConfigError, RelayConfig};
-pub use gateway::{Decision, Gateway, GatewayError};
+pub use gateway::{Decision, Gateway, GatewayError, QueryAnswer};
 
 /// The kinds whose events the service decides about.
 pub const DELEGATED_KINDS: [u16; 4] = [443, 30443, 444, 5];
