@@ -4,7 +4,9 @@
 # binaries zipped for AWS Lambda.
 #
 #   docker build -t keypackage-service .
-#       The runtime image: /usr/local/bin/{ingest,query,consume,cleanup,gateway}.
+#       The runtime image: /usr/local/bin/{ingest,query,consume,cleanup,gateway},
+#       the relay (/usr/local/bin/relay, with KP_RELAY_LISTEN=0.0.0.0:7777) and
+#       the strfry plugin (/usr/local/bin/strfry-plugin, to copy into a strfry image).
 #       The command picks the function (default: gateway), e.g.
 #       `docker run ... keypackage-service /usr/local/bin/ingest`; Cloud Run
 #       sets it per service (terraform/gcp).
@@ -31,9 +33,9 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-      -p ingest -p query -p consume -p cleanup -p gateway \
+      -p ingest -p query -p consume -p cleanup -p gateway -p relay -p strfry-plugin \
  && mkdir -p /out \
- && for f in ingest query consume cleanup gateway; do cp "target/release/$f" /out/; done
+ && for f in ingest query consume cleanup gateway relay strfry-plugin; do cp "target/release/$f" /out/; done
 
 # The Lambda zips: `bootstrap` reads the secrets, then runs `kp-function`.
 FROM build AS lambda-zips
