@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::{AuthMode, KEYPACKAGE_KINDS, Shared};
 
+/// How long the library may take to answer the close of a connection.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How far an AUTH event's `created_at` may be from now.
 const AUTH_WINDOW_SECS: u64 = 600;
 
@@ -92,11 +95,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketA
             Ok(_) => {}
         }
     }
-    // Closing both ends of the pipe ends the library's side of the connection.
+    // A close handshake ends the library's side of the connection; the pump
+    // ends when the library has answered it (or soon, whatever happens).
     let _ = session.library.close().await;
     drop(session);
-    pump.abort();
-    let _ = pump.await;
+    let mut pump = pump;
+    if tokio::time::timeout(CLOSE_GRACE, &mut pump).await.is_err() {
+        pump.abort();
+    }
     let _ = writer.await;
     Ok(())
 }
