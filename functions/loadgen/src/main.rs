@@ -59,6 +59,9 @@ enum Command {
         claimers: usize,
         #[arg(long, default_value_t = 40)]
         one_time: usize,
+        /// Retries of a claim answered 503 (retry safe), as a client would.
+        #[arg(long, default_value_t = 3)]
+        retries: usize,
     },
     /// Cleanup of expired KeyPackages vs a direct batched delete.
     Cleanup {
@@ -131,10 +134,11 @@ async fn main() -> anyhow::Result<()> {
             common,
             claimers,
             one_time,
+            retries,
         } => {
             let env = env(&common)?;
             for &kind in &common.backends {
-                scenarios::claimers(&env, kind, claimers, one_time).await?;
+                scenarios::claimers(&env, kind, claimers, one_time, retries).await?;
             }
         }
         Command::Cleanup { common, expired } => {
@@ -154,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
             let (env, corpus) = (env(&common)?, SharedCorpus::default());
             scenarios::serverless(&env, &common.backends, 20).await?;
             for &kind in &common.backends {
-                scenarios::claimers(&env, kind, 50, 40).await?;
+                scenarios::claimers(&env, kind, 50, 40, 3).await?;
                 scenarios::load(&env, kind, 200, &[1, 4, 16, 64]).await?;
                 scenarios::store_size(&env, kind, &[1_000, 10_000, 100_000], &corpus).await?;
                 let expired = if kind == Kind::Firestore {

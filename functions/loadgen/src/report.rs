@@ -51,11 +51,15 @@ pub fn report(dir: &Path, criterion: &Path) -> anyhow::Result<String> {
         if let Some(c) = read::<ClaimersReport>(dir, &format!("claimers-{backend}")) {
             let _ = writeln!(
                 md,
-                "\n**{backend}, {} concurrent claimers of one owner** ({} one-time + 1 last resort): {} succeeded, \
+                "\n**{backend}, {} concurrent claimers of one owner** ({} one-time + 1 last resort): {} succeeded \
+                 ({} on the first request; {} answers 503, each retried, at most {} retries a claimer), \
                  {} distinct one-time, {} last resort, {} duplicates; claim p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms.",
                 c.claimers,
                 c.one_time,
                 c.succeeded,
+                c.first_try,
+                c.unavailable,
+                c.retries,
                 c.distinct_one_time,
                 c.last_resort,
                 c.duplicates,
@@ -131,6 +135,36 @@ fn validation_table(md: &mut String, criterion: &Path) {
             part("mls_keypackage_signature"),
             part("mls_leaf_node_signature")
         );
+    }
+    let paired = std::fs::read_to_string(criterion.join("validation_paired.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    if let Some(paired) = &paired {
+        let _ = writeln!(
+            md,
+            "\nPaired: each pair taking turns, round by round, order alternating; each side estimated by the 10th \
+             percentile of its turns (the ones no other process interrupted).\n\n\
+             | pair | rounds × per turn | ours | baseline | **ratio** | ratio of minima | ratio of medians |\n|---|---|---|---|---|---|---|"
+        );
+        for (key, what) in [
+            ("validation", "full validation / crypto floor"),
+            ("parse", "parse: nostr `Event` / `serde_json::Value`"),
+            ("serialize", "serialize: nostr `Event` / `serde_json::Value`"),
+        ] {
+            let p = &paired[key];
+            let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                md,
+                "| {what} | {} × {} | {:.2} µs | {:.2} µs | **{:.2}×** | {:.2}× | {:.2}× |",
+                f("rounds"),
+                f("per_turn"),
+                f("a_ns") / 1000.0,
+                f("b_ns") / 1000.0,
+                f("ratio"),
+                f("min_ratio"),
+                f("median_ratio")
+            );
+        }
     }
     let pairs = [
         ("parse", "parse_event", "parse_value"),

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::corpus::Corpus;
 use crate::direct_firestore::DirectFirestore;
 use crate::direct_sqlite::DirectSqlite;
 use crate::gateway::{Backend, Memory, Process, free_port, healthy, memory_of, serve_in_process};
-use crate::stats::{Summary, median_ms, run};
+use crate::stats::{Recorded, Summary, median_ms, record, run};
 use crate::target::{Http, InProcess, Target};
 
 /// KeyPackages per owner in every corpus.
@@ -338,13 +339,20 @@ pub struct SizeRow {
 /// Concurrent clients of the store-size figure.
 pub const SIZE_CONCURRENCY: usize = 8;
 
+/// Rounds the store-size figure's queries are split into; the stores take
+/// turns, round by round, so every size sees the same load on the machine.
+pub const SIZE_ROUNDS: usize = 10;
+
 /// Query and count latency through the gateway on stores of each size
-/// (filled directly, then served by a fresh gateway).
+/// (filled directly, then each served by its own gateway). All the gateways
+/// run at once and the sizes take turns, a round each, so a change in the
+/// machine's load falls on every size alike.
 pub async fn store_size(env: &Env, kind: Kind, sizes: &[usize], corpus: &SharedCorpus) -> anyhow::Result<Vec<SizeRow>> {
-    let mut rows = Vec::new();
+    let largest = sizes.iter().copied().max().unwrap_or(0) / PER_OWNER;
+    let (corpus, validated) = corpus.get(largest);
+    let mut served = Vec::new();
     for &size in sizes {
         let owners = size / PER_OWNER;
-        let (corpus, validated) = corpus.get(owners);
         let events = Arc::new(validated[..owners * PER_OWNER].to_vec());
         let backend = env.fresh(kind)?;
         let started = Instant::now();
@@ -352,27 +360,40 @@ pub async fn store_size(env: &Env, kind: Kind, sizes: &[usize], corpus: &SharedC
         direct.fill(&events, crate::now()).await?;
         drop(direct);
         eprintln!("{}: filled {size} in {:?}", kind.name(), started.elapsed());
-        let (base, _process) = env.gateway(&backend).await?;
+        let (base, process) = env.gateway(&backend).await?;
         let http: Arc<dyn Target> = Arc::new(Http::new(base, Arc::new(Vec::new())));
         let owner_list = Arc::new(corpus.owners[..owners].to_vec());
-        let reads = 3_000;
-        let op = |count: bool| {
-            let (t, o) = (http.clone(), owner_list.clone());
-            move |i: usize| {
-                let (t, owner) = (t.clone(), o[(i * 7919 + 13) % o.len()].clone());
-                async move {
-                    if count {
-                        t.count(&owner).await
-                    } else {
-                        t.query(&owner).await
-                    }
+        served.push((size, owners, http, owner_list, process));
+    }
+    let op = |http: &Arc<dyn Target>, owners: &Arc<Vec<String>>, count: bool, offset: usize| {
+        let (t, o) = (http.clone(), owners.clone());
+        move |i: usize| {
+            let (t, owner) = (t.clone(), o[((i + offset) * 7919 + 13) % o.len()].clone());
+            async move {
+                if count {
+                    t.count(&owner).await
+                } else {
+                    t.query(&owner).await
                 }
             }
-        };
-        // Warm the connections and the caches the same way at every size.
-        run(500, SIZE_CONCURRENCY, op(false)).await;
-        let query = run(reads, SIZE_CONCURRENCY, op(false)).await;
-        let count = run(reads, SIZE_CONCURRENCY, op(true)).await;
+        }
+    };
+    // Warm the connections and the caches the same way at every size.
+    for (_, _, http, owners, _) in &served {
+        record(500, SIZE_CONCURRENCY, op(http, owners, false, 0)).await;
+    }
+    let per_round = 3_000 / SIZE_ROUNDS;
+    let mut recorded: Vec<(Recorded, Recorded)> = served.iter().map(|_| Default::default()).collect();
+    for round in 0..SIZE_ROUNDS {
+        let offset = 500 + round * per_round;
+        for ((_, _, http, owners, _), (query, count)) in served.iter().zip(recorded.iter_mut()) {
+            query.add(record(per_round, SIZE_CONCURRENCY, op(http, owners, false, offset)).await);
+            count.add(record(per_round, SIZE_CONCURRENCY, op(http, owners, true, offset)).await);
+        }
+    }
+    let mut rows = Vec::new();
+    for ((size, owners, ..), (query, count)) in served.iter().zip(recorded) {
+        let (query, count) = (query.summary(), count.summary());
         eprintln!(
             "{} {size}: query p50 {:.2} p99 {:.2} ms, errors {}",
             kind.name(),
@@ -382,8 +403,8 @@ pub async fn store_size(env: &Env, kind: Kind, sizes: &[usize], corpus: &SharedC
         );
         rows.push(SizeRow {
             backend: kind,
-            stored: size,
-            owners,
+            stored: *size,
+            owners: *owners,
             query,
             count,
         });
@@ -440,13 +461,39 @@ pub struct ClaimersReport {
     pub last_resort: usize,
     /// One-time KeyPackages handed out twice or more.
     pub duplicates: usize,
-    /// Latency of the claims.
+    /// Claims answered with a KeyPackage on their first request.
+    #[serde(default)]
+    pub first_try: usize,
+    /// 503 answers (the service gave up within its deadline; retry safe),
+    /// each retried by its claimer.
+    #[serde(default)]
+    pub unavailable: usize,
+    /// Retries a claimer may make after a 503.
+    #[serde(default)]
+    pub retries: usize,
+    /// Latency of the claims, retries included.
     pub summary: Summary,
 }
 
+/// Whether an error is the service's 503, which a client may retry.
+fn is_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<reqwest::Error>()
+        .and_then(reqwest::Error::status)
+        .is_some_and(|s| s == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+}
+
 /// `claimers` concurrent claims of one owner holding `one_time` one-time
-/// KeyPackages and a last resort.
-pub async fn claimers(env: &Env, kind: Kind, claimers: usize, one_time: usize) -> anyhow::Result<ClaimersReport> {
+/// KeyPackages and a last resort. A claim answered 503 (the service's
+/// deadline passed while the owner kept changing under it; nothing was
+/// handed out) is retried up to `retries` times, as a client would.
+pub async fn claimers(
+    env: &Env,
+    kind: Kind,
+    claimers: usize,
+    one_time: usize,
+    retries: usize,
+) -> anyhow::Result<ClaimersReport> {
     let now = crate::now();
     let owner = kp_testkit::Owner::new();
     let mut events: Vec<String> = (0..one_time)
@@ -477,14 +524,36 @@ pub async fn claimers(env: &Env, kind: Kind, claimers: usize, one_time: usize) -
         "ingest refused some events: {ingest:?}"
     );
     let got = Arc::new(Mutex::new(Vec::new()));
+    let (first_try, unavailable) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let pubkey = owner.pubkey();
     let summary = run(claimers, claimers, {
         let (http, got) = (http.clone(), got.clone());
+        let (first_try, unavailable) = (first_try.clone(), unavailable.clone());
         move |i| {
             let (http, got, owner) = (http.clone(), got.clone(), pubkey.clone());
+            let (first_try, unavailable) = (first_try.clone(), unavailable.clone());
             async move {
-                let claimed = http.claim(&owner, &format!("{:064x}", i + 1)).await?;
+                let requester = format!("{:064x}", i + 1);
+                let mut attempt = 0;
+                let claimed = loop {
+                    match http.claim(&owner, &requester).await {
+                        Err(e) if is_unavailable(&e) && attempt < retries => {
+                            unavailable.fetch_add(1, Ordering::Relaxed);
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            if is_unavailable(&e) {
+                                unavailable.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return Err(e);
+                        }
+                        Ok(claimed) => break claimed,
+                    }
+                };
                 let ok = claimed.is_some();
+                if ok && attempt == 0 {
+                    first_try.fetch_add(1, Ordering::Relaxed);
+                }
                 got.lock().expect("got").extend(claimed);
                 Ok(ok)
             }
@@ -502,6 +571,9 @@ pub async fn claimers(env: &Env, kind: Kind, claimers: usize, one_time: usize) -
         distinct_one_time: distinct.len(),
         last_resort: got.iter().filter(|(_, lr)| *lr).count(),
         duplicates: one_time_ids.len() - distinct.len(),
+        first_try: first_try.load(Ordering::Relaxed),
+        unavailable: unavailable.load(Ordering::Relaxed),
+        retries,
         summary,
     };
     eprintln!("{report:?}");

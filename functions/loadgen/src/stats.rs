@@ -43,6 +43,48 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<bool>> + Send,
 {
+    let recorded = record(total, concurrency, op).await;
+    recorded.summary()
+}
+
+/// Latencies recorded over one or more rounds, summarised at the end: lets
+/// two targets take turns, round by round, so both see the same load.
+pub struct Recorded {
+    latencies: Histogram<u64>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Default for Recorded {
+    fn default() -> Self {
+        Self {
+            latencies: histogram(),
+            errors: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+impl Recorded {
+    /// Adds another round.
+    pub fn add(&mut self, other: Recorded) {
+        self.latencies.add(other.latencies).expect("same bounds");
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
+    /// Throughput over the rounds' wall time, and percentiles.
+    pub fn summary(&self) -> Summary {
+        summarise(&self.latencies, self.errors, self.elapsed)
+    }
+}
+
+/// [`run`], answering the recorded latencies rather than their summary.
+pub async fn record<F, Fut>(total: usize, concurrency: usize, op: F) -> Recorded
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<bool>> + Send,
+{
     let op = Arc::new(op);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -74,7 +116,11 @@ where
         latencies.add(h).expect("same bounds");
         errors += e;
     }
-    summarise(&latencies, errors, started.elapsed())
+    Recorded {
+        latencies,
+        errors,
+        elapsed: started.elapsed(),
+    }
 }
 
 /// The summary of recorded latencies (microseconds) over `elapsed`.

@@ -38,7 +38,7 @@ async fn a_small_load_run_accepts_every_ingest_and_never_hands_a_keypackage_out_
         assert_eq!(row("claim").duplicates, 0, "{path}: no KeyPackage handed out twice");
     }
 
-    let claimers = scenarios::claimers(&env, Kind::Sqlite, 12, 8)
+    let claimers = scenarios::claimers(&env, Kind::Sqlite, 12, 8, 0)
         .await
         .expect("the claimers run");
     assert_eq!(claimers.succeeded, 12, "every claimer got a KeyPackage");
