@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kp_http::{AppState, Config, Function};
 use kp_testkit::factory::event_id;
@@ -16,7 +17,13 @@ use serde_json::{Value, json};
 async fn gateway() -> String {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kp-strfry");
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("{}-{}.db", std::process::id(), system_now()));
+    // Tests run in parallel: one file each.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let file = dir.join(format!(
+        "{}-{}.db",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_file(&file);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
