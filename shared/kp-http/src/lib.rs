@@ -314,22 +314,58 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
 /// A body read up to a limit (413 beyond it, without reading it whole).
 pub struct LimitedBody(pub Bytes);
 
+/// How much of an oversized body is still read, and thrown away, before the
+/// 413 is sent: a client still sending a body a little too large then gets
+/// the answer instead of a connection reset mid-upload.
+const DRAIN_BYTES: usize = 256 * 1024;
+
+/// How long that reading may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards at most `budget` more bytes of `body`, for at most
+/// [`DRAIN_TIME`].
+async fn drain(mut body: axum::body::BodyDataStream, budget: usize) {
+    use futures::StreamExt as _;
+    let mut left = budget;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            if chunk.len() >= left {
+                break;
+            }
+            left -= chunk.len();
+        }
+    })
+    .await;
+}
+
 impl LimitedBody {
     /// Reads the request body, refusing more than `limit` bytes.
     pub async fn read(request: Request, limit: usize) -> Result<Self, ApiError> {
-        if let Some(length) = request
+        use futures::StreamExt as _;
+        let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut body = request.into_body().into_data_stream();
+        if let Some(length) = declared
             && length > limit
         {
+            if length <= limit + DRAIN_BYTES {
+                drain(body, length).await;
+            }
             return Err(ApiError::TooLarge(limit));
         }
-        let body = axum::body::to_bytes(request.into_body(), limit)
-            .await
-            .map_err(|_| ApiError::TooLarge(limit))?;
-        Ok(Self(body))
+        let mut read = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|_| ApiError::TooLarge(limit))?;
+            if read.len() + chunk.len() > limit {
+                drain(body, DRAIN_BYTES).await;
+                return Err(ApiError::TooLarge(limit));
+            }
+            read.extend_from_slice(&chunk);
+        }
+        Ok(Self(Bytes::from(read)))
     }
 
     /// Parses the body as JSON of type `T` (400 when it is not).
