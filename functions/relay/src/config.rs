@@ -7,13 +7,6 @@ use std::time::Duration;
 pub use kp_http::ConfigError;
 use nostr::prelude::RelayUrl;
 
-fn bad(variable: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        reason: reason.into(),
-    }
-}
-
 /// NIP-42 authentication (`KP_RELAY_AUTH`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -57,13 +50,13 @@ impl RelayConfig {
         let listen: SocketAddr = match get("KP_RELAY_LISTEN") {
             Some(listen) => listen
                 .parse()
-                .map_err(|_| bad("KP_RELAY_LISTEN", format!("expected host:port, got {listen:?}")))?,
+                .map_err(|_| ConfigError::new("KP_RELAY_LISTEN", format!("expected host:port, got {listen:?}")))?,
             None => SocketAddr::from(([127, 0, 0, 1], 7777)),
         };
         let gateway_url = get("KP_GATEWAY_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let gateway_url = gateway_url.trim_end_matches('/').to_owned();
         if !(gateway_url.starts_with("http://") || gateway_url.starts_with("https://")) {
-            return Err(bad(
+            return Err(ConfigError::new(
                 "KP_GATEWAY_URL",
                 format!("expected an http:// or https:// URL, got {gateway_url:?}"),
             ));
@@ -78,7 +71,7 @@ impl RelayConfig {
             Some(ms) => match ms.parse::<u64>() {
                 Ok(ms) if ms > 0 => Duration::from_millis(ms),
                 _ => {
-                    return Err(bad(
+                    return Err(ConfigError::new(
                         "KP_GATEWAY_TIMEOUT_MS",
                         format!("expected milliseconds > 0, got {ms:?}"),
                     ));
@@ -91,7 +84,7 @@ impl RelayConfig {
             Some("required") => AuthMode::Required,
             Some("off") => AuthMode::Off,
             Some(other) => {
-                return Err(bad(
+                return Err(ConfigError::new(
                     "KP_RELAY_AUTH",
                     format!("expected required, optional or off, got {other:?}"),
                 ));
@@ -99,7 +92,7 @@ impl RelayConfig {
         };
         let public_url = get("KP_RELAY_PUBLIC_URL").unwrap_or_else(|| format!("ws://{listen}"));
         let public_url = RelayUrl::parse(&public_url).map_err(|e| {
-            bad(
+            ConfigError::new(
                 "KP_RELAY_PUBLIC_URL",
                 format!("expected a ws:// or wss:// URL, got {public_url:?}: {e}"),
             )

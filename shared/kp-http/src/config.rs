@@ -17,11 +17,18 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn bad(variable: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        reason: reason.into(),
+impl ConfigError {
+    /// A refusal of `variable`, saying why.
+    pub fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            variable,
+            reason: reason.into(),
+        }
     }
+}
+
+fn bad(variable: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(variable, reason)
 }
 
 /// Which store backs the service (`KP_STORE`).
