@@ -16,16 +16,24 @@ pub struct ValidationConfig {
     /// Whether a KeyPackage carrying last_resort must advertise it in its tags
     /// (`KP_REQUIRE_LAST_RESORT`).
     pub require_last_resort: bool,
+    /// Whether legacy-profile KeyPackages (MDK ≤ 0.8: kind 443, `encoding`
+    /// tag, `0x000a`, no `0x8009` proof) are accepted (`KP_ACCEPT_LEGACY`).
+    pub accept_legacy: bool,
 }
+
+/// The longest KeyPackage lifetime the current Marmot profile allows: 84
+/// days and one hour.
+pub const CURRENT_PROFILE_MAX_LIFETIME_SECS: u64 = 7_261_200;
 
 impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
             max_event_bytes: 65_536,
             ttl_secs: 2_592_000,
-            max_lifetime_secs: 7_776_000,
+            max_lifetime_secs: CURRENT_PROFILE_MAX_LIFETIME_SECS,
             future_skew_secs: 900,
             require_last_resort: true,
+            accept_legacy: true,
         }
     }
 }
@@ -130,7 +138,7 @@ impl Default for Policy {
         Self {
             max_per_owner: 10,
             on_cap: CapPolicy::Reject,
-            max_per_author: 2,
+            max_per_author: 10,
             audit_retention_secs: 2_592_000,
             deletion_memory_secs: validation.ttl_secs + validation.future_skew_secs,
             limits: RateLimits::default(),

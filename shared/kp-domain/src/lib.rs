@@ -24,6 +24,7 @@ pub mod limits;
 pub mod mls;
 pub mod model;
 pub mod nip98;
+pub mod proof;
 pub mod query;
 pub mod rules;
 pub mod signals;
@@ -32,7 +33,8 @@ pub mod validate;
 pub use config::{CapPolicy, Policy, Rate, RateLimits, ValidationConfig};
 pub use filter::{Filter, FilterError};
 pub use model::{
-    AuditRecord, ConsumedVia, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerEntry, OwnerIndex, StoredEvent,
+    AuditRecord, ConsumedVia, KeyPackageRecord, KeyPackageState, OwnerCount, OwnerEntry, OwnerIndex, Profile,
+    StoredEvent,
 };
 pub use signals::{Deletion, SignalError, Welcome};
 pub use validate::{Invalid, KeyPackageEvent, validate_keypackage_event};

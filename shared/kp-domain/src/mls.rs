@@ -22,21 +22,85 @@ pub const APP_COMPONENT_LAST_RESORT: u16 = 0x0004;
 /// carries app components in the newest Marmot profile.
 pub const EXTENSION_APP_DATA_DICTIONARY: u16 = 0x0006;
 
+/// The app component that lists the components a leaf supports
+/// (`app_components`, inside the leaf's `app_data_dictionary`).
+pub const APP_COMPONENT_SUPPORTED: u16 = 0x0001;
+
+/// The app component carrying the account-identity proof
+/// (`marmot.member.account-identity-proof.v2`).
+pub const APP_COMPONENT_ACCOUNT_IDENTITY_PROOF: u16 = 0x8009;
+
+/// The legacy account-identity proof LeafNode extension, which the current
+/// profile does not accept in place of `0x8009`.
+pub const EXTENSION_LEGACY_IDENTITY_PROOF: u16 = 0xf2f1;
+
+/// The first private-use app component id: the ids a KeyPackage event's
+/// `app_components` tag lists.
+pub const PRIVATE_USE_APP_COMPONENT_START: u16 = 0x8000;
+
 /// One entry of an `app_data_dictionary`: `struct { uint16 component_id;
 /// opaque data<V>; } ComponentData`.
 #[derive(tls_codec::TlsDeserialize, tls_codec::TlsSize)]
 struct ComponentData {
     component_id: u16,
-    _data: tls_codec::VLBytes,
+    data: tls_codec::VLBytes,
 }
 
-/// The component ids listed in an `app_data_dictionary` extension's data
-/// (`ComponentData component_data<V>`). OpenMLS parses this extension only
-/// behind a draft feature its storage crates do not build with yet.
-fn app_components(data: &[u8]) -> Result<Vec<u16>, MlsError> {
+/// The entries of an `app_data_dictionary` extension's data
+/// (`ComponentData component_data<V>`), in order. OpenMLS parses this
+/// extension only behind a draft feature its storage crates do not build
+/// with yet.
+fn app_data_dictionary(data: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, MlsError> {
     let entries = Vec::<ComponentData>::tls_deserialize_exact(data)
         .map_err(|e| MlsError::Parse(format!("app_data_dictionary: {e}")))?;
-    Ok(entries.into_iter().map(|entry| entry.component_id).collect())
+    Ok(entries
+        .into_iter()
+        .map(|entry| (entry.component_id, entry.data.as_slice().to_vec()))
+        .collect())
+}
+
+/// Decodes an `app_components` list (`uint16 component_ids<V>`): sorted, no
+/// repeats, as MDK writes and requires it.
+pub fn decode_component_list(data: &[u8]) -> Result<Vec<u16>, String> {
+    let bytes = tls_codec::VLBytes::tls_deserialize_exact(data).map_err(|e| format!("not a component list: {e}"))?;
+    let bytes = bytes.as_slice();
+    if bytes.len() % 2 != 0 {
+        return Err("component list has an odd length".into());
+    }
+    let ids: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    if ids.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err("component list is not sorted or repeats an id".into());
+    }
+    Ok(ids)
+}
+
+/// What the current profile reads off the KeyPackage's LeafNode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeafInfo {
+    /// The MLS signature key the leaf signs with.
+    pub signature_key: Vec<u8>,
+    /// Extension types in the leaf's capabilities, GREASE left out.
+    pub capability_extensions: Vec<u16>,
+    /// Proposal types in the leaf's capabilities.
+    pub capability_proposals: Vec<u16>,
+    /// The leaf's `app_data_dictionary` entries, when it has one.
+    pub app_data: Option<Vec<(u16, Vec<u8>)>>,
+    /// Whether the leaf carries the legacy `0xf2f1` proof extension.
+    pub legacy_proof: bool,
+}
+
+impl LeafInfo {
+    /// The data of one app component of the leaf.
+    pub fn component(&self, id: u16) -> Option<&[u8]> {
+        self.app_data
+            .as_ref()?
+            .iter()
+            .find(|(component, _)| *component == id)
+            .map(|(_, data)| data.as_slice())
+    }
 }
 
 /// What the service reads off a verified KeyPackage.
@@ -57,6 +121,11 @@ pub struct ParsedKeyPackage {
     pub last_resort_extension: bool,
     /// The KeyPackageRef, lowercase hex.
     pub keypackage_ref: String,
+    /// Whether the bytes were an MLSMessage (`mls_key_package`) rather than
+    /// a bare KeyPackage.
+    pub framed: bool,
+    /// What the leaf says about itself.
+    pub leaf: LeafInfo,
 }
 
 /// Why a KeyPackage was refused.
@@ -82,11 +151,11 @@ pub enum MlsError {
 /// every other check passed) is set aside: the caller checks the lifetime
 /// against its own `now`.
 pub fn parse_keypackage(bytes: &[u8]) -> Result<ParsedKeyPackage, MlsError> {
-    let bare = match bytes.strip_prefix(&MLS_MESSAGE_KEYPACKAGE_PREFIX) {
+    let (bare, framed) = match bytes.strip_prefix(&MLS_MESSAGE_KEYPACKAGE_PREFIX) {
         // A bare KeyPackage of ciphersuite 0x0005 starts with the same four
         // bytes, so a framed reading that fails falls back to the bare one.
-        Some(inner) if KeyPackageIn::tls_deserialize_exact(inner).is_ok() => inner,
-        _ => bytes,
+        Some(inner) if KeyPackageIn::tls_deserialize_exact(inner).is_ok() => (inner, true),
+        _ => (bytes, false),
     };
     let key_package_in = KeyPackageIn::tls_deserialize_exact(bare).map_err(|e| MlsError::Parse(e.to_string()))?;
     let crypto = RustCrypto::default();
@@ -109,8 +178,31 @@ pub fn parse_keypackage(bytes: &[u8]) -> Result<ParsedKeyPackage, MlsError> {
     let extensions = key_package.extensions();
     let last_resort_extension = key_package.last_resort();
     let last_resort_component = match extensions.unknown(EXTENSION_APP_DATA_DICTIONARY) {
-        Some(ext) => app_components(&ext.0)?.contains(&APP_COMPONENT_LAST_RESORT),
+        Some(ext) => app_data_dictionary(&ext.0)?
+            .iter()
+            .any(|(id, _)| *id == APP_COMPONENT_LAST_RESORT),
         None => false,
+    };
+    let leaf_node = key_package.leaf_node();
+    let capabilities = leaf_node.capabilities();
+    let leaf = LeafInfo {
+        signature_key: leaf_node.signature_key().as_slice().to_vec(),
+        capability_extensions: capabilities
+            .extensions()
+            .iter()
+            .filter(|ext| !ext.is_grease())
+            .map(|ext| u16::from(*ext))
+            .collect(),
+        capability_proposals: capabilities.proposals().iter().map(|p| u16::from(*p)).collect(),
+        app_data: leaf_node
+            .extensions()
+            .unknown(EXTENSION_APP_DATA_DICTIONARY)
+            .map(|ext| app_data_dictionary(&ext.0))
+            .transpose()?,
+        legacy_proof: leaf_node
+            .extensions()
+            .unknown(EXTENSION_LEGACY_IDENTITY_PROOF)
+            .is_some(),
     };
     let keypackage_ref = key_package
         .hash_ref(&crypto)
@@ -124,5 +216,7 @@ pub fn parse_keypackage(bytes: &[u8]) -> Result<ParsedKeyPackage, MlsError> {
         last_resort: last_resort_extension || last_resort_component,
         last_resort_extension,
         keypackage_ref: hex::encode(keypackage_ref.as_slice()),
+        framed,
+        leaf,
     })
 }

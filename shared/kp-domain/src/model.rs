@@ -36,6 +36,32 @@ impl KeyPackageState {
     }
 }
 
+/// Which Marmot profile a KeyPackage follows.
+///
+/// Documents written before profiles were recorded have no `profile` field;
+/// they are legacy, which is what reading them without one gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// The Marmot spec adopted in July 2026 (MDK ≥ 0.9.7, marmot-ts 1.0):
+    /// kind 30443, no `encoding` tag, `app_components`, the `0x8009`
+    /// account-identity proof.
+    Current,
+    /// MDK ≤ 0.8: 443/30443 twins, `encoding` tag, `0x000a`, no proof.
+    #[default]
+    Legacy,
+}
+
+impl Profile {
+    /// The profile's name as answers and documents write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Legacy => "legacy",
+        }
+    }
+}
+
 /// How a KeyPackage was consumed or retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,6 +118,9 @@ pub struct KeyPackageRecord {
     pub ciphersuite: u16,
     /// Whether it is a reusable last resort.
     pub last_resort: bool,
+    /// The Marmot profile it follows (legacy when the document predates it).
+    #[serde(default)]
+    pub profile: Profile,
     /// Lifecycle state.
     pub state: KeyPackageState,
     /// The earliest `created_at` of its events.
@@ -155,6 +184,9 @@ pub struct OwnerEntry {
     pub ciphersuite: u16,
     /// Whether it is a reusable last resort.
     pub last_resort: bool,
+    /// The Marmot profile it follows (legacy when the index predates it).
+    #[serde(default)]
+    pub profile: Profile,
     /// The earliest `created_at` of its events.
     pub created_at: u64,
     /// When it stops being served.
@@ -278,6 +310,10 @@ impl OwnerIndex {
                 .by_ciphersuite
                 .entry(crate::ids::format_u16_code(entry.ciphersuite))
                 .or_default() += 1;
+            match entry.profile {
+                Profile::Current => count.current += 1,
+                Profile::Legacy => count.legacy += 1,
+            }
             if entry.last_resort {
                 count.last_resort_available += 1;
                 count.last_resort_used |= entry.use_count > 0;
@@ -306,6 +342,11 @@ pub struct OwnerCount {
     pub last_resort_used: bool,
     /// The per-owner cap.
     pub cap: u64,
+    /// Available current-profile KeyPackages: 0 means current clients
+    /// cannot invite the owner.
+    pub current: u64,
+    /// Available legacy-profile KeyPackages.
+    pub legacy: u64,
 }
 
 impl OwnerCount {
@@ -319,6 +360,8 @@ impl OwnerCount {
             last_resort_available: 0,
             last_resort_used: false,
             cap: cap as u64,
+            current: 0,
+            legacy: 0,
         }
     }
 }

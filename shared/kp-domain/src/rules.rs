@@ -272,6 +272,9 @@ pub fn plan_ingest(
             if record.slot.is_none() {
                 record.slot = kp.slot.clone();
             }
+            // A current-profile event makes the KeyPackage usable by current
+            // clients, whatever its twin is.
+            record.profile = record.profile.min(kp.profile);
             let entry = owner
                 .available
                 .get_mut(&kp.keypackage_ref)
@@ -282,6 +285,7 @@ pub fn plan_ingest(
             if entry.slot.is_none() {
                 entry.slot = kp.slot.clone();
             }
+            entry.profile = record.profile;
             record
         }
         None => {
@@ -323,6 +327,7 @@ pub fn plan_ingest(
                 OwnerEntry {
                     ciphersuite: kp.ciphersuite,
                     last_resort: kp.last_resort,
+                    profile: kp.profile,
                     created_at: kp.created_at,
                     expires_at: kp.expires_at,
                     not_after: kp.not_after,
@@ -337,6 +342,7 @@ pub fn plan_ingest(
                 owner: kp.owner.clone(),
                 ciphersuite: kp.ciphersuite,
                 last_resort: kp.last_resort,
+                profile: kp.profile,
                 state: KeyPackageState::Available,
                 created_at: kp.created_at,
                 expires_at: kp.expires_at,

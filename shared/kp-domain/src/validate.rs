@@ -1,5 +1,12 @@
-//! Validation of kind 443 and kind 30443 KeyPackage events (DESIGN.md section
-//! 5), cheapest check first. A pure function of (event, config, now).
+//! Validation of kind 443 and kind 30443 KeyPackage events, cheapest check
+//! first. A pure function of (event, config, now).
+//!
+//! Two profiles are in the field. A *current* one (the Marmot spec adopted in
+//! July 2026: kind 30443, no `encoding` tag, an `app_components` tag, the
+//! `0x8009` account-identity proof in the leaf) is held to every rule a
+//! receiver MUST apply, as MDK's receiver applies them. A *legacy* one (MDK ≤
+//! 0.8: 443/30443 twins, `encoding` tag, `relays`, `0x000a`) is checked as
+//! NIP-EE had it, and accepted only while `accept_legacy` is on.
 
 use std::collections::BTreeSet;
 
@@ -7,9 +14,15 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use nostr::prelude::{Event, RelayUrl};
 
-use crate::config::ValidationConfig;
+use crate::config::{CURRENT_PROFILE_MAX_LIFETIME_SECS, ValidationConfig};
 use crate::ids::{format_u16_code, is_lower_hex64, parse_u16_code};
-use crate::mls::{EXTENSION_LAST_RESORT, MlsError, parse_keypackage};
+use crate::mls::{
+    APP_COMPONENT_ACCOUNT_IDENTITY_PROOF, APP_COMPONENT_SUPPORTED, EXTENSION_LAST_RESORT,
+    MLS_MESSAGE_KEYPACKAGE_PREFIX, MlsError, PRIVATE_USE_APP_COMPONENT_START, ParsedKeyPackage, decode_component_list,
+    parse_keypackage,
+};
+use crate::model::Profile;
+use crate::proof::{ProofError, verify_account_identity_proof};
 use crate::{KIND_KEYPACKAGE, KIND_KEYPACKAGE_ADDRESSABLE};
 
 /// Most tags a KeyPackage event may carry.
@@ -18,8 +31,9 @@ pub const MAX_TAGS: usize = 64;
 /// Most values one tag may carry (the relay list is the longest in practice).
 pub const MAX_TAG_VALUES: usize = 32;
 
-/// Tags that may appear at most once.
+/// Tags that may appear at most once (both profiles).
 const SINGLE_VALUED_TAGS: &[&str] = &[
+    "app_components",
     "mls_protocol_version",
     "mls_ciphersuite",
     "ciphersuite",
@@ -35,7 +49,11 @@ const SINGLE_VALUED_TAGS: &[&str] = &[
     "expiration",
 ];
 
-/// Base64 as MDK writes it, accepting input with or without padding.
+/// The current profile's content: standard base64 with padding, as MDK
+/// writes and reads it.
+const BASE64_STRICT: GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Legacy content: base64 as MDK 0.7/0.8 wrote it, with or without padding.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
@@ -130,6 +148,31 @@ pub enum Invalid {
     /// Already expired.
     #[error("expired")]
     Expired,
+    /// A legacy-profile KeyPackage where only current ones are accepted.
+    #[error("legacy profile KeyPackages are not accepted here ({0}); publish a current-profile kind 30443")]
+    LegacyRefused(&'static str),
+    /// The current profile's `app_components` tag does not list `0x8009`.
+    #[error("app_components must list 0x8009")]
+    ProofNotListed,
+    /// Current-profile content that is not an MLSMessage.
+    #[error("content must be an MLSMessage carrying a KeyPackage (00 01 00 05), not a bare KeyPackage")]
+    NotMlsMessage,
+    /// Current-profile content written in hex.
+    #[error("content is hex; kind 30443 content is standard base64")]
+    HexContent,
+    /// An id-list tag does not describe the KeyPackage.
+    #[error("{tag} tag does not match the keypackage: it lists {tagged}, the keypackage has {actual}")]
+    ListMismatch {
+        /// The tag name.
+        tag: &'static str,
+        /// What the tag lists.
+        tagged: String,
+        /// What the KeyPackage carries.
+        actual: String,
+    },
+    /// The `0x8009` account-identity proof is missing or does not verify.
+    #[error("account identity proof: {0}")]
+    Proof(#[from] ProofError),
 }
 
 impl Invalid {
@@ -168,20 +211,33 @@ pub struct KeyPackageEvent {
     pub expires_at: u64,
     /// The `d` tag of a 30443.
     pub slot: Option<String>,
+    /// The Marmot profile it follows.
+    pub profile: Profile,
 }
 
-/// The tags of a KeyPackage event, read once.
+/// The tags of a KeyPackage event, read once. A current and a legacy name
+/// of one tag (`mls_ciphersuite`/`ciphersuite`) together are a repeat.
 #[derive(Default)]
 struct Tags<'a> {
     protocol_version: Option<&'a [String]>,
-    ciphersuite: Option<&'a [String]>,
-    extensions: Option<&'a [String]>,
+    ciphersuite: Option<(&'a str, &'a [String])>,
+    extensions: Option<(&'a str, &'a [String])>,
     proposals: Option<&'a [String]>,
+    app_components: Option<&'a [String]>,
     relays: Option<&'a [String]>,
     i: Option<&'a [String]>,
     encoding: Option<&'a [String]>,
     d: Option<&'a [String]>,
     expiration: Option<&'a [String]>,
+}
+
+/// What both profiles read off the tags before the content is decoded.
+struct Common<'a> {
+    ciphersuite_tag: &'a str,
+    ciphersuite: u16,
+    advertised_ref: Option<&'a str>,
+    slot: Option<String>,
+    expiration: Option<u64>,
 }
 
 /// Validates a KeyPackage event given as JSON.
@@ -198,6 +254,62 @@ pub fn validate_keypackage_event(json: &str, config: &ValidationConfig, now: u64
 
 /// Validates a KeyPackage event already parsed (its size checked by the caller).
 pub fn validate_parsed_event(event: Event, config: &ValidationConfig, now: u64) -> Result<KeyPackageEvent, Invalid> {
+    check_envelope(&event, config)?;
+    let kind = event.kind.as_u16();
+    let tags = read_tags(&event)?;
+    let (profile, parsed, common) = match classify(kind, &tags) {
+        Profile::Current => {
+            let common = current_tags(&tags)?;
+            let bytes = decode_current_content(&event.content)?;
+            let parsed = parse_keypackage(&bytes)?;
+            if !parsed.framed {
+                return Err(Invalid::NotMlsMessage);
+            }
+            check_binding(&event, &parsed, &common)?;
+            check_current_keypackage(&event, &parsed, &tags)?;
+            (Profile::Current, parsed, common)
+        }
+        Profile::Legacy => {
+            if !config.accept_legacy {
+                return Err(Invalid::LegacyRefused(legacy_reason(kind, &tags)));
+            }
+            let (common, advertised_extensions) = legacy_tags(kind, &tags)?;
+            let bytes = decode_legacy_content(&event.content, tags.encoding, kind == KIND_KEYPACKAGE_ADDRESSABLE)?;
+            let parsed = parse_keypackage(&bytes)?;
+            check_binding(&event, &parsed, &common)?;
+            if config.require_last_resort
+                && parsed.last_resort_extension
+                && !advertised_extensions.contains(&EXTENSION_LAST_RESORT)
+            {
+                return Err(Invalid::LastResortNotAdvertised);
+            }
+            (Profile::Legacy, parsed, common)
+        }
+    };
+    let max_lifetime = match profile {
+        Profile::Current => config.max_lifetime_secs.min(CURRENT_PROFILE_MAX_LIFETIME_SECS),
+        Profile::Legacy => config.max_lifetime_secs,
+    };
+    let expires_at = check_times(&event, &parsed, common.expiration, max_lifetime, config, now)?;
+    Ok(KeyPackageEvent {
+        json: event.as_json(),
+        id: event.id.to_hex(),
+        owner: event.pubkey.to_hex(),
+        kind,
+        created_at: event.created_at.as_secs(),
+        keypackage_ref: parsed.keypackage_ref,
+        ciphersuite: parsed.ciphersuite,
+        last_resort: parsed.last_resort,
+        not_after: parsed.not_after,
+        expires_at,
+        slot: common.slot,
+        profile,
+        event,
+    })
+}
+
+/// Size limits, id, signature and kind: what holds for any KeyPackage event.
+fn check_envelope(event: &Event, config: &ValidationConfig) -> Result<(), Invalid> {
     if event.tags.len() > MAX_TAGS || event.tags.iter().any(|t| t.as_slice().len() > MAX_TAG_VALUES + 1) {
         return Err(Invalid::TooManyTags);
     }
@@ -217,25 +329,94 @@ pub fn validate_parsed_event(event: Event, config: &ValidationConfig, now: u64) 
     if kind != KIND_KEYPACKAGE && kind != KIND_KEYPACKAGE_ADDRESSABLE {
         return Err(Invalid::WrongKind(kind));
     }
-    let addressable = kind == KIND_KEYPACKAGE_ADDRESSABLE;
+    Ok(())
+}
 
-    let tags = read_tags(&event)?;
-    let protocol_version = single_value(tags.protocol_version, "mls_protocol_version")?;
-    if protocol_version != "1.0" {
-        return Err(bad_tag(
-            "mls_protocol_version",
-            format!("expected 1.0, got {protocol_version:?}"),
-        ));
+/// Which profile an event claims. A kind 30443 with an `app_components` tag
+/// is current, and so is one with neither `encoding` nor `relays` (which a
+/// legacy one always has), so that a current event missing a tag is told
+/// which. Everything else is legacy.
+fn classify(kind: u16, tags: &Tags<'_>) -> Profile {
+    let current = kind == KIND_KEYPACKAGE_ADDRESSABLE
+        && (tags.app_components.is_some() || (tags.encoding.is_none() && tags.relays.is_none()));
+    if current { Profile::Current } else { Profile::Legacy }
+}
+
+/// What makes an event legacy, for the refusal's message.
+fn legacy_reason(kind: u16, tags: &Tags<'_>) -> &'static str {
+    if kind == KIND_KEYPACKAGE {
+        "kind 443"
+    } else if tags.encoding.is_some() {
+        "encoding tag without app_components"
+    } else {
+        "relays tag without app_components"
     }
-    let ciphersuite_tag = single_value(tags.ciphersuite, "mls_ciphersuite")?;
-    let tag_ciphersuite = parse_u16_code(ciphersuite_tag).ok_or_else(|| {
+}
+
+/// The current profile's tags: each required one exactly once, single
+/// values where one is meant, id lists in `0x` + 4 lowercase hex digits, at
+/// least one and no repeats, and `app_components` listing `0x8009`.
+fn current_tags<'a>(tags: &Tags<'a>) -> Result<Common<'a>, Invalid> {
+    let slot = single_value(tags.d, "d")?;
+    if !is_lower_hex64(slot) {
+        return Err(bad_tag("d", "expected 64 lowercase hex characters".into()));
+    }
+    check_protocol_version(tags)?;
+    let advertised_ref = single_value(tags.i, "i")?;
+    if !is_lower_hex64(advertised_ref) {
+        return Err(bad_tag("i", "expected 64 lowercase hex characters".into()));
+    }
+    let (ciphersuite_name, ciphersuite_values) = tags.ciphersuite.ok_or(Invalid::MissingTag("mls_ciphersuite"))?;
+    if ciphersuite_name != "mls_ciphersuite" {
+        return Err(Invalid::MissingTag("mls_ciphersuite"));
+    }
+    let ciphersuite_tag = single_value(Some(ciphersuite_values), "mls_ciphersuite")?;
+    let ciphersuite = strict_code(ciphersuite_tag).ok_or_else(|| {
+        bad_tag(
+            "mls_ciphersuite",
+            format!("expected 0x and 4 lowercase hex digits, got {ciphersuite_tag:?}"),
+        )
+    })?;
+    match tags.extensions {
+        Some(("mls_extensions", values)) => strict_code_list(values, "mls_extensions")?,
+        _ => return Err(Invalid::MissingTag("mls_extensions")),
+    };
+    strict_code_list(
+        tags.proposals.ok_or(Invalid::MissingTag("mls_proposals"))?,
+        "mls_proposals",
+    )?;
+    let components = strict_code_list(
+        tags.app_components.ok_or(Invalid::MissingTag("app_components"))?,
+        "app_components",
+    )?;
+    if !components.contains(&APP_COMPONENT_ACCOUNT_IDENTITY_PROOF) {
+        return Err(Invalid::ProofNotListed);
+    }
+    Ok(Common {
+        ciphersuite_tag,
+        ciphersuite,
+        advertised_ref: Some(advertised_ref),
+        slot: Some(slot.to_owned()),
+        expiration: expiration(tags)?,
+    })
+}
+
+/// The legacy profile's tags, as NIP-EE and MDK ≤ 0.8 wrote them; also the
+/// code points `mls_extensions` advertises.
+fn legacy_tags<'a>(kind: u16, tags: &Tags<'a>) -> Result<(Common<'a>, Vec<u16>), Invalid> {
+    let addressable = kind == KIND_KEYPACKAGE_ADDRESSABLE;
+    check_protocol_version(tags)?;
+    let ciphersuite_tag = single_value(tags.ciphersuite.map(|(_, v)| v), "mls_ciphersuite")?;
+    let ciphersuite = parse_u16_code(ciphersuite_tag).ok_or_else(|| {
         bad_tag(
             "mls_ciphersuite",
             format!("not a ciphersuite code: {ciphersuite_tag:?}"),
         )
     })?;
     let advertised_extensions = parse_code_list(
-        tags.extensions.ok_or(Invalid::MissingTag("mls_extensions"))?,
+        tags.extensions
+            .map(|(_, v)| v)
+            .ok_or(Invalid::MissingTag("mls_extensions"))?,
         "mls_extensions",
     )?;
     if let Some(proposals) = tags.proposals {
@@ -270,45 +451,134 @@ pub fn validate_parsed_event(event: Event, config: &ValidationConfig, now: u64) 
         None if addressable => return Err(Invalid::MissingTag("d")),
         _ => None,
     };
-    let expiration = match tags.expiration {
-        Some(values) => {
-            let value = single_value(Some(values), "expiration")?;
-            Some(
-                value
-                    .parse::<u64>()
-                    .map_err(|_| bad_tag("expiration", format!("not a timestamp: {value:?}")))?,
-            )
-        }
-        None => None,
+    let common = Common {
+        ciphersuite_tag,
+        ciphersuite,
+        advertised_ref,
+        slot,
+        expiration: expiration(tags)?,
     };
+    Ok((common, advertised_extensions))
+}
 
-    let bytes = decode_content(&event.content, tags.encoding, addressable)?;
-    let parsed = parse_keypackage(&bytes)?;
+fn check_protocol_version(tags: &Tags<'_>) -> Result<(), Invalid> {
+    let protocol_version = single_value(tags.protocol_version, "mls_protocol_version")?;
+    if protocol_version != "1.0" {
+        return Err(bad_tag(
+            "mls_protocol_version",
+            format!("expected 1.0, got {protocol_version:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The NIP-40 `expiration` tag, when present.
+fn expiration(tags: &Tags<'_>) -> Result<Option<u64>, Invalid> {
+    let Some(values) = tags.expiration else {
+        return Ok(None);
+    };
+    let value = single_value(Some(values), "expiration")?;
+    value
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| bad_tag("expiration", format!("not a timestamp: {value:?}")))
+}
+
+/// What binds the KeyPackage to the event: the credential identity is the
+/// author, the ciphersuite tag and the `i` tag are the KeyPackage's.
+fn check_binding(event: &Event, parsed: &ParsedKeyPackage, common: &Common<'_>) -> Result<(), Invalid> {
     if parsed.identity.as_slice() != event.pubkey.to_bytes().as_slice() {
         return Err(Invalid::IdentityMismatch);
     }
-    if parsed.ciphersuite != tag_ciphersuite {
+    if parsed.ciphersuite != common.ciphersuite {
         return Err(Invalid::CiphersuiteMismatch {
-            tag: ciphersuite_tag.to_owned(),
+            tag: common.ciphersuite_tag.to_owned(),
             actual: format_u16_code(parsed.ciphersuite),
         });
     }
-    if let Some(advertised) = advertised_ref
+    if let Some(advertised) = common.advertised_ref
         && advertised != parsed.keypackage_ref
     {
-        return Err(Invalid::RefMismatch(parsed.keypackage_ref));
+        return Err(Invalid::RefMismatch(parsed.keypackage_ref.clone()));
     }
-    if config.require_last_resort
-        && parsed.last_resort_extension
-        && !advertised_extensions.contains(&EXTENSION_LAST_RESORT)
-    {
-        return Err(Invalid::LastResortNotAdvertised);
+    Ok(())
+}
+
+/// The current profile's rules on the KeyPackage itself: the leaf's
+/// `0x8009` proof verifies for the author, and the id-list tags describe
+/// the KeyPackage exactly (MDK's receiver compares `mls_extensions` with the
+/// leaf's capabilities, `mls_proposals` with its proposals and
+/// `app_components` with its private-use components, and refuses a
+/// KeyPackage whose tags say otherwise).
+fn check_current_keypackage(event: &Event, parsed: &ParsedKeyPackage, tags: &Tags<'_>) -> Result<(), Invalid> {
+    let leaf = &parsed.leaf;
+    let proof = leaf.component(APP_COMPONENT_ACCOUNT_IDENTITY_PROOF);
+    if leaf.legacy_proof && proof.is_some() {
+        return Err(ProofError::Mixed.into());
     }
+    let proof = proof.ok_or(ProofError::Missing)?;
+    let supported = match leaf.component(APP_COMPONENT_SUPPORTED) {
+        Some(data) => decode_component_list(data).map_err(|e| MlsError::Parse(format!("leaf app_components: {e}")))?,
+        None => Vec::new(),
+    };
+    if !supported.contains(&APP_COMPONENT_ACCOUNT_IDENTITY_PROOF) {
+        return Err(ProofError::NotAdvertised.into());
+    }
+    verify_account_identity_proof(proof, &event.pubkey, parsed.ciphersuite, &leaf.signature_key)?;
+
+    let private_components: Vec<u16> = supported
+        .into_iter()
+        .filter(|id| *id >= PRIVATE_USE_APP_COMPONENT_START)
+        .collect();
+    let lists = [
+        (
+            "mls_extensions",
+            tags.extensions.map(|(_, v)| v),
+            &leaf.capability_extensions,
+        ),
+        ("mls_proposals", tags.proposals, &leaf.capability_proposals),
+        ("app_components", tags.app_components, &private_components),
+    ];
+    for (name, values, actual) in lists {
+        let tagged: BTreeSet<u16> = values
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| strict_code(v))
+            .collect();
+        let actual_set: BTreeSet<u16> = actual.iter().copied().collect();
+        if tagged != actual_set {
+            return Err(Invalid::ListMismatch {
+                tag: name,
+                tagged: format_codes(&tagged),
+                actual: format_codes(&actual_set),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn format_codes(codes: &BTreeSet<u16>) -> String {
+    if codes.is_empty() {
+        return "nothing".into();
+    }
+    codes.iter().map(|c| format_u16_code(*c)).collect::<Vec<_>>().join(",")
+}
+
+/// Lifetime, `not_before` and `created_at` against `now`; gives when the
+/// event stops being served.
+fn check_times(
+    event: &Event,
+    parsed: &ParsedKeyPackage,
+    expiration: Option<u64>,
+    max_lifetime: u64,
+    config: &ValidationConfig,
+    now: u64,
+) -> Result<u64, Invalid> {
     let lifetime = parsed.not_after.saturating_sub(parsed.not_before);
-    if lifetime > config.max_lifetime_secs {
+    if lifetime > max_lifetime {
         return Err(Invalid::LifetimeTooLong {
             lifetime,
-            limit: config.max_lifetime_secs,
+            limit: max_lifetime,
         });
     }
     if parsed.not_before > now.saturating_add(config.future_skew_secs) {
@@ -333,28 +603,15 @@ pub fn validate_parsed_event(event: Event, config: &ValidationConfig, now: u64) 
     if expires_at <= now {
         return Err(Invalid::Expired);
     }
-
-    Ok(KeyPackageEvent {
-        json: event.as_json(),
-        id: event.id.to_hex(),
-        owner: event.pubkey.to_hex(),
-        kind,
-        created_at,
-        keypackage_ref: parsed.keypackage_ref,
-        ciphersuite: parsed.ciphersuite,
-        last_resort: parsed.last_resort,
-        not_after: parsed.not_after,
-        expires_at,
-        slot,
-        event,
-    })
+    Ok(expires_at)
 }
 
 fn bad_tag(tag: &'static str, reason: String) -> Invalid {
     Invalid::BadTag { tag, reason }
 }
 
-/// Collects the tags the service reads, refusing repeats of single-valued ones.
+/// Collects the tags the service reads, refusing repeats of single-valued
+/// ones (a repeated id-list tag is refused, never read first-only).
 fn read_tags(event: &Event) -> Result<Tags<'_>, Invalid> {
     let mut tags = Tags::default();
     let mut seen = BTreeSet::new();
@@ -366,23 +623,27 @@ fn read_tags(event: &Event) -> Result<Tags<'_>, Invalid> {
         if SINGLE_VALUED_TAGS.contains(&name) && !seen.insert(name) {
             return Err(Invalid::RepeatedTag(name.to_owned()));
         }
-        let slot = match name {
-            "mls_protocol_version" => &mut tags.protocol_version,
-            "mls_ciphersuite" | "ciphersuite" => &mut tags.ciphersuite,
-            "mls_extensions" | "extensions" => &mut tags.extensions,
-            "mls_proposals" => &mut tags.proposals,
-            "relays" => &mut tags.relays,
-            "i" => &mut tags.i,
-            "encoding" => &mut tags.encoding,
-            "d" => &mut tags.d,
-            "expiration" => &mut tags.expiration,
-            _ => continue,
+        let repeated = match name {
+            "mls_ciphersuite" | "ciphersuite" => tags.ciphersuite.replace((name, values)).is_some(),
+            "mls_extensions" | "extensions" => tags.extensions.replace((name, values)).is_some(),
+            _ => {
+                let slot = match name {
+                    "mls_protocol_version" => &mut tags.protocol_version,
+                    "mls_proposals" => &mut tags.proposals,
+                    "app_components" => &mut tags.app_components,
+                    "relays" => &mut tags.relays,
+                    "i" => &mut tags.i,
+                    "encoding" => &mut tags.encoding,
+                    "d" => &mut tags.d,
+                    "expiration" => &mut tags.expiration,
+                    _ => continue,
+                };
+                slot.replace(values).is_some()
+            }
         };
-        // The current and the legacy name of one tag together are a repeat.
-        if slot.is_some() {
+        if repeated {
             return Err(Invalid::RepeatedTag(name.to_owned()));
         }
-        *slot = Some(values);
     }
     Ok(tags)
 }
@@ -394,6 +655,35 @@ fn single_value<'a>(values: Option<&'a [String]>, name: &'static str) -> Result<
         Some([value]) => Ok(value.as_str()),
         Some(_) => Err(bad_tag(name, "expected exactly one value".into())),
     }
+}
+
+/// A code point as the current profile writes it: `0x` and exactly four
+/// lowercase hex digits.
+fn strict_code(value: &str) -> Option<u16> {
+    let digits = value.strip_prefix("0x")?;
+    (digits.len() == 4 && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| u16::from_str_radix(digits, 16).ok())
+        .flatten()
+}
+
+/// A current-profile id list: at least one value, each a strict code point,
+/// no repeats.
+fn strict_code_list(values: &[String], name: &'static str) -> Result<Vec<u16>, Invalid> {
+    if values.is_empty() {
+        return Err(bad_tag(name, "lists no value".into()));
+    }
+    let mut seen = BTreeSet::new();
+    values
+        .iter()
+        .map(|value| {
+            let code = strict_code(value)
+                .ok_or_else(|| bad_tag(name, format!("expected 0x and 4 lowercase hex digits, got {value:?}")))?;
+            if !seen.insert(code) {
+                return Err(bad_tag(name, format!("{value} is listed twice")));
+            }
+            Ok(code)
+        })
+        .collect()
 }
 
 /// Parses a list of code points, either one per value or one comma-joined
@@ -408,19 +698,37 @@ fn parse_code_list(values: &[String], name: &'static str) -> Result<Vec<u16>, In
         .collect()
 }
 
-/// Decodes the content in the encoding its tags name; never guesses.
-fn decode_content(content: &str, encoding: Option<&[String]>, addressable: bool) -> Result<Vec<u8>, Invalid> {
+/// Current-profile content: standard base64, whatever an `encoding` tag
+/// says. Hex that also reads as base64 is named as hex, not misread.
+fn decode_current_content(content: &str) -> Result<Vec<u8>, Invalid> {
     if content.is_empty() {
         return Err(Invalid::EmptyContent);
     }
+    let looks_hex =
+        |content: &str| hex::decode(content).is_ok_and(|bytes| bytes.starts_with(&MLS_MESSAGE_KEYPACKAGE_PREFIX));
+    match BASE64_STRICT.decode(content) {
+        Ok(bytes) if bytes.starts_with(&MLS_MESSAGE_KEYPACKAGE_PREFIX) || !looks_hex(content) => Ok(bytes),
+        Ok(_) => Err(Invalid::HexContent),
+        Err(_) if looks_hex(content) => Err(Invalid::HexContent),
+        Err(_) => Err(Invalid::BadEncoding("base64")),
+    }
+}
+
+/// Legacy content in the encoding its tags name; never guessed. Kind 30443
+/// content is always base64: an `encoding` tag never switches its decoder.
+fn decode_legacy_content(content: &str, encoding: Option<&[String]>, addressable: bool) -> Result<Vec<u8>, Invalid> {
+    if content.is_empty() {
+        return Err(Invalid::EmptyContent);
+    }
+    if addressable {
+        return BASE64.decode(content).map_err(|_| Invalid::BadEncoding("base64"));
+    }
     let encoding = match encoding {
-        None if addressable => return Err(Invalid::MissingTag("encoding")),
         None => "hex",
         Some(values) => single_value(Some(values), "encoding")?,
     };
     match encoding {
         "base64" => BASE64.decode(content).map_err(|_| Invalid::BadEncoding("base64")),
-        "hex" if addressable => Err(bad_tag("encoding", "kind 30443 content must be base64".into())),
         "hex" => hex::decode(content).map_err(|_| Invalid::BadEncoding("hex")),
         other => Err(bad_tag("encoding", format!("unknown encoding {other:?}"))),
     }

@@ -15,11 +15,13 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod current;
 pub mod emulator;
 pub mod factory;
 pub mod postgres;
 pub mod process;
 
+pub use current::{CurrentKeyPackage, CurrentSpec, ProofMode};
 pub use factory::{KeyPackageSpec, MadeKeyPackage, Owner};
 
 /// A fixed "now" for tests: 2026-11-25T00:00:00Z.
