@@ -131,6 +131,58 @@ async fn a_file_store_keeps_its_data_across_reopening() {
     assert_eq!(store.audit(&owner.pubkey()).await.unwrap().len(), 1);
 }
 
+/// A database written before profiles were recorded (schema version 1)
+/// reads as legacy after opening: the migration writes `"profile":
+/// "legacy"` into every record and owner-index entry, and the count splits
+/// by profile.
+#[tokio::test]
+async fn opening_a_version_1_file_marks_what_it_holds_legacy() {
+    let dir = fresh_dir();
+    let file = dir.join("v1.db");
+    let owner = Owner::new();
+    let event = one_time_event(&owner);
+    {
+        let store = open(SqlitePath::file(file.clone()), Policy::default());
+        store.ingest(&event, NOW).await.unwrap();
+    }
+    // Make the file what version 1 wrote: no profile anywhere.
+    let raw = rusqlite::Connection::open(&file).unwrap();
+    raw.execute_batch(
+        "UPDATE keypackages SET body = json_remove(body, '$.profile');
+         UPDATE keypackage_owners SET body = json_set(body, '$.available', json((
+             SELECT json_group_object(key, json_remove(value, '$.profile'))
+               FROM json_each(keypackage_owners.body, '$.available'))));
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    let profiles = |raw: &rusqlite::Connection| -> (Option<String>, Option<String>) {
+        let record = raw
+            .query_row("SELECT json_extract(body, '$.profile') FROM keypackages", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let entry = raw
+            .query_row(
+                "SELECT json_extract(value, '$.profile') FROM keypackage_owners, json_each(keypackage_owners.body, '$.available')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (record, entry)
+    };
+    assert_eq!(profiles(&raw), (None, None), "the file is as version 1 left it");
+
+    let store = open(SqlitePath::file(file.clone()), Policy::default());
+    let legacy = Some("legacy".to_string());
+    assert_eq!(profiles(&raw), (legacy.clone(), legacy));
+    let version: i64 = raw.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+    let count = store.count(&owner.pubkey(), NOW).await.unwrap();
+    assert_eq!((count.available, count.current, count.legacy), (1, 0, 1));
+    let records = store.keypackages_of(&owner.pubkey()).await.unwrap();
+    assert_eq!(records[0].profile, kp_domain::Profile::Legacy);
+}
+
 /// A value that is not a SQLite store is refused with a message saying what is.
 #[test]
 fn kp_store_values_that_are_not_sqlite_are_refused_clearly() {

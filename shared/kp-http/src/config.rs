@@ -281,14 +281,18 @@ impl Config {
         let validation = ValidationConfig {
             max_event_bytes: usize::try_from(max_event_bytes).map_err(|_| bad("KP_MAX_EVENT_BYTES", "too large"))?,
             ttl_secs: vars.positive("KP_TTL_SECS", 2_592_000)?,
-            max_lifetime_secs: vars.positive("KP_MAX_LIFETIME_SECS", 7_776_000)?,
+            max_lifetime_secs: vars.positive(
+                "KP_MAX_LIFETIME_SECS",
+                kp_domain::config::CURRENT_PROFILE_MAX_LIFETIME_SECS,
+            )?,
             future_skew_secs: vars.parse("KP_FUTURE_SKEW_SECS", 900)?,
             require_last_resort: vars.bool("KP_REQUIRE_LAST_RESORT", true)?,
+            accept_legacy: vars.bool("KP_ACCEPT_LEGACY", true)?,
         };
         let policy = Policy {
             max_per_owner: vars.positive("KP_MAX_PER_OWNER", 10)? as usize,
             on_cap: vars.parse::<CapPolicy>("KP_ON_CAP", CapPolicy::Reject)?,
-            max_per_author: vars.positive("KP_MAX_PER_AUTHOR", 2)? as usize,
+            max_per_author: vars.positive("KP_MAX_PER_AUTHOR", 10)? as usize,
             audit_retention_secs: vars.positive("KP_AUDIT_RETENTION_SECS", 2_592_000)?,
             deletion_memory_secs: validation.ttl_secs + validation.future_skew_secs,
             limits: {

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// `kp_keypackages_total{event}`: ingested, claimed, consumed, expired.
     pub keypackages: IntCounterVec,
+    /// `kp_ingested_total{profile}`: KeyPackages stored, by Marmot profile.
+    pub ingested: IntCounterVec,
     /// `kp_store_latency_seconds{op}`.
     pub store_latency: HistogramVec,
 }
@@ -45,6 +47,14 @@ impl Metrics {
             &["event"],
         )
         .expect("valid metric");
+        let ingested = IntCounterVec::new(
+            Opts::new(
+                "kp_ingested_total",
+                "KeyPackages stored by ingest, by Marmot profile (current or legacy)",
+            ),
+            &["profile"],
+        )
+        .expect("valid metric");
         let store_latency = HistogramVec::new(
             HistogramOpts::new("kp_store_latency_seconds", "Latency of store calls").buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -56,6 +66,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(decisions.clone()),
             Box::new(keypackages.clone()),
+            Box::new(ingested.clone()),
             Box::new(store_latency.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
@@ -65,6 +76,7 @@ impl Metrics {
             requests,
             decisions,
             keypackages,
+            ingested,
             store_latency,
         }
     }
@@ -82,6 +94,12 @@ impl Metrics {
     /// Counts KeyPackage lifecycle events.
     pub fn keypackages(&self, event: &str, n: u64) {
         self.keypackages.with_label_values(&[event]).inc_by(n);
+    }
+
+    /// Counts a KeyPackage stored by ingest, by its profile.
+    pub fn ingested(&self, profile: kp_domain::Profile) {
+        self.keypackages("ingested", 1);
+        self.ingested.with_label_values(&[profile.as_str()]).inc();
     }
 
     /// The text exposition format.

@@ -20,6 +20,7 @@ pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "owner_routes_and_auth",
         include_str!("../migrations/0002_owner_routes_and_auth.sql"),
     ),
+    (3, "profiles", include_str!("../migrations/0003_profiles.sql")),
 ];
 
 /// The schema version this build writes.

@@ -13,7 +13,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::DbError;
 
 /// The schema this build writes. Bump it with a new entry in [`migrate`].
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another one's write lock before the
 /// call fails as `Unavailable`. Decisions hold the lock for milliseconds;
@@ -68,6 +68,24 @@ CREATE TABLE IF NOT EXISTS keypackage_auth (
 CREATE INDEX IF NOT EXISTS keypackage_auth_expire_at ON keypackage_auth (expire_at);
 ";
 
+/// Version 2: every KeyPackage records its Marmot profile. What was stored
+/// before is legacy: the record bodies and the owner indexes' entries (which
+/// the count reads) get `"profile": "legacy"`. Re-running it changes nothing.
+const MIGRATE_V2: &str = "
+UPDATE keypackages
+   SET body = json_set(body, '$.profile', 'legacy')
+ WHERE json_extract(body, '$.profile') IS NULL;
+UPDATE keypackage_owners
+   SET body = json_set(body, '$.available', json((
+           SELECT json_group_object(key,
+                      CASE WHEN json_extract(value, '$.profile') IS NULL
+                           THEN json_set(value, '$.profile', 'legacy')
+                           ELSE json(value) END)
+             FROM json_each(keypackage_owners.body, '$.available'))))
+ WHERE EXISTS (SELECT 1 FROM json_each(keypackage_owners.body, '$.available')
+                WHERE json_extract(value, '$.profile') IS NULL);
+";
+
 /// Sets the per-connection pragmas. `file` is false for in-memory databases,
 /// which have no journal to configure.
 pub(crate) fn configure(connection: &Connection, file: bool) -> Result<(), DbError> {
@@ -98,6 +116,9 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), DbError> {
     // `IF NOT EXISTS` throughout, so re-running version 1 repairs a
     // missing index without touching data.
     tx.execute_batch(SCHEMA_V1)?;
+    if version < 2 {
+        tx.execute_batch(MIGRATE_V2)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }

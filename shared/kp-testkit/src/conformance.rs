@@ -18,8 +18,9 @@ use kp_store::{CleanupOptions, ConsumeOutcome, IngestOutcome, Store};
 use openmls::prelude::Ciphersuite;
 use serde_json::json;
 
+use crate::current::random_slot;
 use crate::factory::event_id;
-use crate::{KeyPackageSpec, MadeKeyPackage, NOW, Owner};
+use crate::{CurrentSpec, KeyPackageSpec, MadeKeyPackage, NOW, Owner};
 
 /// A store made fresh for one test, isolated from every other test.
 pub type StoreFuture = Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send>>;
@@ -58,6 +59,7 @@ macro_rules! store_conformance_tests {
             new_keypackages_are_rate_limited_per_owner_twins_once,
             owners_see_all_their_keypackages_and_auth_events_work_once,
             concurrent_consuming_queries_never_serve_a_one_time_keypackage_twice,
+            current_profile_ranks_first_in_every_device_slot,
         );
     };
     (@tests $make:path; $($name:ident),+ $(,)?) => {
@@ -341,7 +343,11 @@ pub async fn query_honours_every_filter_field(make: MakeStore) {
 /// Per author at most `max_per_author` KeyPackages: one-time before last
 /// resort, newest first.
 pub async fn query_serves_at_most_max_per_author_one_time_first(make: MakeStore) {
-    let store = make(policy()).await;
+    let store = make(Policy {
+        max_per_author: 2,
+        ..policy()
+    })
+    .await;
     let alice = Owner::new();
     let bob = Owner::new();
     let lr = alice.keypackage(KeyPackageSpec::last_resort());
@@ -1247,4 +1253,87 @@ pub async fn two_stores_on_the_same_data_keep_the_cap_and_at_most_once(stores: [
     }
     assert_eq!((handed.len(), empty), (10, 10));
     assert_eq!(stores[0].audit(&owner.pubkey()).await.unwrap().len(), 10);
+}
+
+/// An account with three devices (three 30443 slots of current-profile
+/// KeyPackages) and a legacy 443: the count splits them by profile, MDK's
+/// filter gets every slot, current ones outrank the newer legacy one under
+/// any limit, rotation in a slot retires the older KeyPackage, and a kind 5
+/// with `e` and `k=30443` retires one; every answer is the signed event.
+pub async fn current_profile_ranks_first_in_every_device_slot(make: MakeStore) {
+    let store = make(Policy {
+        max_per_author: 10,
+        ..policy()
+    })
+    .await;
+    let owner = Owner::new();
+    let me = owner.pubkey();
+    let slots = [random_slot(), random_slot(), random_slot()];
+    let current: Vec<String> = slots
+        .iter()
+        .enumerate()
+        .map(|(n, d)| {
+            owner
+                .current_keypackage(CurrentSpec::one_time_at(NOW))
+                .event(&owner, d, NOW - 300 + n as u64)
+        })
+        .collect();
+    let legacy = one_time(&owner).event_443(&owner, NOW - 10);
+    for json in current.iter().chain([&legacy]) {
+        assert!(matches!(ingest(&store, json, NOW).await, IngestOutcome::Stored { .. }));
+    }
+    let count = store.count(&me, NOW).await.unwrap();
+    assert_eq!((count.available, count.current, count.legacy), (4, 3, 1));
+
+    let mdk = filter(json!({"kinds": [30443], "authors": [me], "limit": 12}));
+    let served = store.query(std::slice::from_ref(&mdk), NOW).await.unwrap();
+    let mut expected = current.clone();
+    expected.reverse();
+    assert_eq!(served, expected, "every device slot, newest first, verbatim");
+
+    // The legacy one is the newest, yet a limit is spent on current ones first.
+    let top3 = served_ids(&store, &[filter(json!({"authors": [me], "limit": 3}))], NOW).await;
+    assert_eq!(top3.len(), 3);
+    assert!(
+        !top3.contains(&event_id(&legacy)),
+        "a legacy KeyPackage never crowds a current one out"
+    );
+    let all = authors_ids(&store, &owner, NOW).await;
+    assert_eq!(all.len(), 4);
+
+    // Rotation: a newer KeyPackage in slot 0 retires the older one.
+    let rotated = owner
+        .current_keypackage(CurrentSpec::last_resort_at(NOW))
+        .event(&owner, &slots[0], NOW - 5);
+    assert!(matches!(
+        ingest(&store, &rotated, NOW).await,
+        IngestOutcome::Stored { ref retired } if retired.len() == 1
+    ));
+    let served = served_ids(&store, std::slice::from_ref(&mdk), NOW).await;
+    assert_eq!(served.len(), 3);
+    assert!(served.contains(&event_id(&rotated)));
+    assert!(!served.contains(&event_id(&current[0])));
+    assert_eq!(ingest(&store, &current[0], NOW).await, IngestOutcome::AlreadyUsed);
+
+    // Sign-out of one device: kind 5 with `e` and `k=30443`.
+    let deletion = owner.sign(
+        5,
+        &[
+            vec!["e".into(), event_id(&current[1])],
+            vec!["k".into(), "30443".into()],
+        ],
+        "",
+        NOW,
+    );
+    let deletion = parse_deletion(&deletion, 65_536).unwrap();
+    assert_eq!(store.delete(&deletion, NOW).await.unwrap().retired.len(), 1);
+    let served = served_ids(&store, std::slice::from_ref(&mdk), NOW).await;
+    assert_eq!(served, vec![event_id(&rotated), event_id(&current[2])]);
+    let count = store.count(&me, NOW).await.unwrap();
+    assert_eq!((count.current, count.legacy, count.last_resort_available), (2, 1, 1));
+    let records = store.keypackages_of(&me).await.unwrap();
+    let profiles: Vec<_> = records.iter().map(|r| (r.profile, r.state)).collect();
+    assert!(profiles.contains(&(kp_domain::Profile::Legacy, kp_domain::KeyPackageState::Available)));
+    assert!(profiles.contains(&(kp_domain::Profile::Current, kp_domain::KeyPackageState::Replaced)));
+    assert!(profiles.contains(&(kp_domain::Profile::Current, kp_domain::KeyPackageState::Deleted)));
 }

@@ -32,7 +32,7 @@ pub async fn ingest_json(state: &AppState, json: &str, route: &str) -> Result<De
         Ok(event) => {
             let outcome = state.store_call("ingest", state.store.ingest(&event, now)).await?;
             if matches!(outcome, IngestOutcome::Stored { .. }) {
-                state.metrics.keypackages("ingested", 1);
+                state.metrics.ingested(event.profile);
             }
             let (accepted, message) = outcome.decision();
             Decision {

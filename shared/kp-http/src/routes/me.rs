@@ -72,6 +72,8 @@ struct KeyPackageView {
     created_at: u64,
     expires_at: u64,
     use_count: u64,
+    profile: &'static str,
+    slot: Option<String>,
 }
 
 impl KeyPackageView {
@@ -92,6 +94,8 @@ impl KeyPackageView {
             created_at: record.created_at,
             expires_at: record.expires_at,
             use_count: record.use_count,
+            profile: record.profile.as_str(),
+            slot: record.slot,
         }
     }
 }

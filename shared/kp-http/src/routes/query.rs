@@ -94,6 +94,15 @@ struct CountAnswer {
     by_ciphersuite: BTreeMap<String, u64>,
     last_resort: LastResortCount,
     cap: u64,
+    profiles: ProfileCount,
+}
+
+/// Available KeyPackages by Marmot profile: `current` 0 means current
+/// clients cannot invite the owner.
+#[derive(Serialize)]
+struct ProfileCount {
+    current: u64,
+    legacy: u64,
 }
 
 async fn count(
@@ -117,5 +126,9 @@ async fn count(
             used: count.last_resort_used,
         },
         cap: count.cap,
+        profiles: ProfileCount {
+            current: count.current,
+            legacy: count.legacy,
+        },
     }))
 }
