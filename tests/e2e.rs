@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use kp_http::{AppState, Config, Function};
+use kp_testkit::current::random_slot;
 use kp_testkit::emulator::firestore_emulator_host;
 use kp_testkit::factory::system_now;
-use kp_testkit::{KeyPackageSpec, Owner};
+use kp_testkit::{CurrentSpec, KeyPackageSpec, Owner};
 use nostr::prelude::RelayMessage;
 use nostr::prelude::{Event, EventBuilder, Filter, FinalizeEvent as _, Keys, Kind, Tag, Timestamp};
 use nostr_sdk::prelude::{Client, ClientNotification, SignerAuthenticator};
@@ -338,13 +339,69 @@ on_both_backends!(
     consuming_queries_never_hand_one_keypackage_to_two_clients,
     an_invalid_keypackage_gets_the_services_message_and_is_not_served,
     an_expiring_keypackage_stops_being_served,
+    current_profile_keypackages_are_served_to_mdks_filter,
 );
+
+/// Alice publishes current-profile KeyPackages for two devices (and an old
+/// legacy 443) through the relay with nostr-sdk; Bob fetches with MDK's
+/// filter shape and gets both devices' signed events as published, the
+/// legacy one not among them; the count says which profile each is.
+async fn current_profile_keypackages_are_served_to_mdks_filter(backend: Backend) {
+    let gateway = gateway(backend, &[]).await;
+    let url = relay(&gateway, "optional").await;
+    let alice = Owner::new();
+    let bob = Keys::generate();
+    let alice_client = client(&url, &alice.keys).await;
+    let bob_client = client(&url, &bob).await;
+    let now = system_now();
+
+    let mut current = Vec::new();
+    for device in 0..2 {
+        let made = alice.current_keypackage(CurrentSpec::last_resort_at(now));
+        let json = made.event(&alice, &random_slot(), now - 10 + device);
+        let event = to_event(&serde_json::from_str(&json).unwrap());
+        publish(&alice_client, &event)
+            .await
+            .expect("the relay accepts current-profile KeyPackages");
+        current.push(event);
+    }
+    let legacy = alice
+        .keypackage(KeyPackageSpec::one_time_at(now))
+        .event_443(&alice, now);
+    publish(&alice_client, &to_event(&serde_json::from_str(&legacy).unwrap()))
+        .await
+        .expect("legacy KeyPackages are still accepted");
+
+    let mdk_filter: Filter = serde_json::from_value(json!({
+        "kinds": [30443],
+        "authors": [alice.pubkey()],
+        "limit": 12,
+    }))
+    .unwrap();
+    let served = fetch(&bob_client, mdk_filter).await;
+    let served_ids: HashSet<_> = served.iter().map(|e| e.id).collect();
+    let published_ids: HashSet<_> = current.iter().map(|e| e.id).collect();
+    assert_eq!(served_ids, published_ids, "both device slots, nothing else");
+    for event in &served {
+        let original = current.iter().find(|e| e.id == event.id).unwrap();
+        assert_eq!(event, original, "served as signed");
+        event.verify().expect("Alice's signature");
+    }
+
+    let count: Value = reqwest::get(format!("{gateway}/v1/keypackages/count?owner={}", alice.pubkey()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count["profiles"], json!({"current": 2, "legacy": 1}));
+}
 
 /// Alice publishes 5 KeyPackages; Bob finds live, signed ones, makes a group
 /// with one, and Alice joins it from the Welcome; Alice deletes the used
 /// KeyPackage's twins and it is no longer served.
 async fn mdk_keypackages_flow_from_publication_to_group_and_deletion(backend: Backend) {
-    let gateway = gateway(backend, &[]).await;
+    let gateway = gateway(backend, &[("KP_MAX_PER_AUTHOR", "2")]).await;
     let url = relay(&gateway, "optional").await;
     let mut alice = MdkUser::new();
     let mut bob = MdkUser::new();

@@ -10,20 +10,23 @@ use kp_domain::Policy;
 use kp_http::{AppState, Config, Function};
 use kp_sqlite::{SqlitePath, SqliteStore};
 use kp_store::Store;
-use kp_testkit::{KeyPackageSpec, NOW, Owner};
+use kp_testkit::{CurrentSpec, KeyPackageSpec, NOW, Owner};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-/// Valid events the mutations start from: a 443 and a framed 30443 twin.
+/// Valid events the mutations start from: a legacy 443 and its framed
+/// 30443 twin, and a current-profile 30443 with its `0x8009` proof.
 fn originals() -> &'static [(Owner, String)] {
     static EVENTS: OnceLock<Vec<(Owner, String)>> = OnceLock::new();
     EVENTS.get_or_init(|| {
         let owner = Owner::new();
         let kp = owner.keypackage(KeyPackageSpec::last_resort());
+        let current = owner.current_keypackage(CurrentSpec::one_time_at(NOW));
         vec![
             (owner.clone(), kp.event_443(&owner, NOW - 10)),
             (owner.clone(), kp.event_30443(&owner, &kp.default_slot(), NOW - 10)),
+            (owner.clone(), current.event(&owner, &"c0".repeat(32), NOW - 10)),
         ]
     })
 }
@@ -101,7 +104,7 @@ proptest! {
 
     #[test]
     fn mutated_events_never_crash_and_rejected_ones_change_nothing(
-        which in 0usize..2,
+        which in 0usize..3,
         mutation in mutation(),
         route in prop::sample::select(vec!["/v1/keypackages", "/v1/events"]),
     ) {

@@ -16,7 +16,7 @@ use kp_store::Store;
 use kp_testkit::emulator::firestore_emulator_host;
 use kp_testkit::factory::event_id;
 use kp_testkit::postgres::fresh_postgres_database;
-use kp_testkit::{KeyPackageSpec, NOW, Owner};
+use kp_testkit::{CurrentSpec, KeyPackageSpec, NOW, Owner};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -201,7 +201,36 @@ async fn every_route_over_http(backend: Backend) {
     assert_eq!(
         body,
         json!({"owner": me, "available": 2, "one_time": 1, "by_ciphersuite": {"0x0001": 2},
-               "last_resort": {"available": 1, "used": false}, "cap": 10})
+               "last_resort": {"available": 1, "used": false}, "cap": 10,
+               "profiles": {"current": 0, "legacy": 2}})
+    );
+
+    // Both profiles for one owner: counted apart, current answered first
+    // even when the legacy one is newer, served verbatim.
+    let carol = Owner::new();
+    let current = carol
+        .current_keypackage(CurrentSpec::one_time_at(NOW))
+        .event(&carol, &"ca".repeat(32), NOW - 90);
+    let legacy = carol.keypackage(KeyPackageSpec::one_time()).event_443(&carol, NOW - 10);
+    for json in [&current, &legacy] {
+        assert_eq!(
+            server.post("/v1/keypackages", json.clone()).await.1["accepted"],
+            json!(true)
+        );
+    }
+    let (_, body) = server
+        .get(&format!("/v1/keypackages/count?owner={}", carol.pubkey()))
+        .await;
+    assert_eq!(body["profiles"], json!({"current": 1, "legacy": 1}));
+    let (_, body) = server
+        .post_json(
+            "/v1/keypackages/query",
+            &json!({"filters": [{"authors": [carol.pubkey()], "limit": 1}]}),
+        )
+        .await;
+    assert_eq!(
+        body["events"],
+        json!([serde_json::from_str::<Value>(&current).unwrap()])
     );
 
     // Claim: the 30443 twin of the one-time KeyPackage, then the last resort.
@@ -480,6 +509,8 @@ async fn owner_routes_authenticate_with_nip98(backend: Backend) {
     assert_eq!(listed[0]["keypackage_ref"], json!(kept.keypackage_ref));
     assert_eq!(listed[0]["state"], json!("available"));
     assert_eq!(listed[0]["kinds"], json!([443]));
+    assert_eq!(listed[0]["profile"], json!("legacy"));
+    assert_eq!(listed[0]["slot"], Value::Null);
 
     // Every failure is a 401 and reveals nothing.
     let unauthorized = [
