@@ -77,7 +77,10 @@ impl RelayConfig {
                     ));
                 }
             },
-            None => Duration::from_secs(10),
+            // Above the gateway's store deadline (KP_STORE_TIMEOUT_MS, 10 s)
+            // plus validation: the relay never gives up on a decision the
+            // store may still commit.
+            None => Duration::from_secs(15),
         };
         let auth = match get("KP_RELAY_AUTH").as_deref() {
             None | Some("optional") => AuthMode::Optional,
@@ -123,6 +126,7 @@ mod tests {
         assert_eq!(c.gateway_url, "http://127.0.0.1:8080");
         assert_eq!(c.gateway_token, None);
         assert_eq!(c.auth, AuthMode::Optional);
+        assert_eq!(c.gateway_timeout, Duration::from_secs(15));
         assert_eq!(c.public_url.as_str_without_trailing_slash(), "ws://127.0.0.1:7777");
     }
 
