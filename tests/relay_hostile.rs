@@ -170,11 +170,11 @@ async fn no_spelling_of_a_message_gets_a_keypackage_past_the_service() {
     let ids = json!(never_served).to_string();
     let authors = json!([alice.pubkey(), mallory.pubkey()]).to_string();
     let shapes = [
-        format!(r#"["REQ","s1",{{}}]"#),
+        r#"["REQ","s1",{}]"#.to_string(),
         format!(r#"["REQ","s2",{{"ids":{ids}}}]"#),
         format!(r#"["REQ","s3",{{"authors":{authors}}}]"#),
         format!(r#"["R\u0045Q","s4",{{"ids":{ids}}}]"#),
-        format!(r#"["R\u0045Q","s5",{{}}]"#),
+        r#"["R\u0045Q","s5",{}]"#.to_string(),
         format!(r#"["REQ","s6",{{"kinds":[443,30443],"authors":{authors}}}]"#),
         format!(r##"["REQ","s7",{{"kinds":[1,443],"authors":{authors}}},{{"#e":{ids}}}]"##),
         format!("[ \"REQ\" , \"s8\" ,\n {{ \"authors\" : {authors} }} ]"),
@@ -198,7 +198,7 @@ async fn no_spelling_of_a_message_gets_a_keypackage_past_the_service() {
     raw.send_text(&format!(r#"["COUNT","c2",{{"ids":{ids}}}]"#)).await;
     let count = raw.next(&["CLOSED", "COUNT"]).await;
     assert_eq!(count, json!(["COUNT", "c2", {"count": 0}]));
-    raw.send_text(&format!(r#"["NEG-OPEN","n1",{{"kinds":[30443]}},"6100000200"]"#))
+    raw.send_text(r#"["NEG-OPEN","n1",{"kinds":[30443]},"6100000200"]"#)
         .await;
     let error = raw.next(&["NEG-ERR", "NEG-MSG"]).await;
     assert_eq!(error[0], "NEG-ERR", "{error}");

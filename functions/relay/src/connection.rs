@@ -44,6 +44,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketA
         .max_frame_size(Some(shared.config.max_message_bytes));
     // Over the connection limit, the upgrade is answered with 503.
     let mut permit = None;
+    // The shape of the result is tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
     let admit = |_: &Request, response: Response| -> Result<Response, ErrorResponse> {
         match shared.connections.clone().try_acquire_owned() {
             Ok(p) => {
