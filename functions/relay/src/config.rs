@@ -2,6 +2,7 @@
 //! process with a message naming the variable.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 pub use kp_http::ConfigError;
@@ -36,6 +37,17 @@ pub struct RelayConfig {
     /// The URL clients use to reach this relay, checked in AUTH events'
     /// `relay` tag (`KP_RELAY_PUBLIC_URL`, default `ws://` + listen address).
     pub public_url: RelayUrl,
+    /// The largest WebSocket message or frame a client may send
+    /// (`KP_RELAY_MAX_MESSAGE_BYTES`); a KeyPackage event is under 64 KiB.
+    pub max_message_bytes: usize,
+    /// Most events the relay's own in-memory database keeps
+    /// (`KP_RELAY_MAX_EVENTS`); the oldest make room for new ones.
+    pub max_events: NonZeroUsize,
+    /// Most WebSocket connections at once (`KP_RELAY_MAX_CONNECTIONS`); one
+    /// more gets HTTP 503 instead of the upgrade.
+    pub max_connections: usize,
+    /// Most open subscriptions per connection (`KP_RELAY_MAX_SUBSCRIPTIONS`).
+    pub max_subscriptions: usize,
 }
 
 impl RelayConfig {
@@ -77,7 +89,10 @@ impl RelayConfig {
                     ));
                 }
             },
-            None => Duration::from_secs(10),
+            // Above the gateway's store deadline (KP_STORE_TIMEOUT_MS, 10 s)
+            // plus validation: the relay never gives up on a decision the
+            // store may still commit.
+            None => Duration::from_secs(15),
         };
         let auth = match get("KP_RELAY_AUTH").as_deref() {
             None | Some("optional") => AuthMode::Optional,
@@ -97,6 +112,18 @@ impl RelayConfig {
                 format!("expected a ws:// or wss:// URL, got {public_url:?}: {e}"),
             )
         })?;
+        let positive = |name: &'static str, default: usize| -> Result<NonZeroUsize, ConfigError> {
+            match get(name) {
+                None => Ok(NonZeroUsize::new(default).expect("default > 0")),
+                Some(v) => v
+                    .parse::<NonZeroUsize>()
+                    .map_err(|_| ConfigError::new(name, format!("expected an integer > 0, got {v:?}"))),
+            }
+        };
+        let max_message_bytes = positive("KP_RELAY_MAX_MESSAGE_BYTES", 131_072)?.get();
+        let max_events = positive("KP_RELAY_MAX_EVENTS", 10_000)?;
+        let max_connections = positive("KP_RELAY_MAX_CONNECTIONS", 1_024)?.get();
+        let max_subscriptions = positive("KP_RELAY_MAX_SUBSCRIPTIONS", 20)?.get();
         Ok(Self {
             listen,
             gateway_url,
@@ -104,6 +131,10 @@ impl RelayConfig {
             gateway_timeout,
             auth,
             public_url,
+            max_message_bytes,
+            max_events,
+            max_connections,
+            max_subscriptions,
         })
     }
 }
@@ -123,6 +154,10 @@ mod tests {
         assert_eq!(c.gateway_url, "http://127.0.0.1:8080");
         assert_eq!(c.gateway_token, None);
         assert_eq!(c.auth, AuthMode::Optional);
+        assert_eq!(c.gateway_timeout, Duration::from_secs(15));
+        assert_eq!(c.max_message_bytes, 131_072);
+        assert_eq!(c.max_events.get(), 10_000);
+        assert_eq!((c.max_connections, c.max_subscriptions), (1_024, 20));
         assert_eq!(c.public_url.as_str_without_trailing_slash(), "ws://127.0.0.1:7777");
     }
 
@@ -153,6 +188,8 @@ mod tests {
             ("KP_RELAY_AUTH", "sometimes"),
             ("KP_RELAY_PUBLIC_URL", "http://x"),
             ("KP_GATEWAY_TIMEOUT_MS", "0"),
+            ("KP_RELAY_MAX_MESSAGE_BYTES", "0"),
+            ("KP_RELAY_MAX_EVENTS", "many"),
         ] {
             let err = config(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{err}");

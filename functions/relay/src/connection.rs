@@ -8,20 +8,24 @@
 //! sends goes back to the client verbatim, except the `OK` of a delegated
 //! Welcome or deletion, which carries the service's message.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use futures::{SinkExt, StreamExt};
 use nostr::nips::nip42;
-use nostr::prelude::{Event, PublicKey, Timestamp};
+use nostr::prelude::{ClientMessage, Event, Filter, Kind, PublicKey, SubscriptionId, Timestamp};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::{AuthMode, KEYPACKAGE_KINDS, Shared};
 
@@ -35,7 +39,28 @@ type LibrarySink = futures::stream::SplitSink<WebSocketStream<tokio::io::DuplexS
 
 /// Serves one client until it goes away.
 pub(crate) async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
-    let client = tokio_tungstenite::accept_async(stream).await?;
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(shared.config.max_message_bytes))
+        .max_frame_size(Some(shared.config.max_message_bytes));
+    // Over the connection limit, the upgrade is answered with 503.
+    let mut permit = None;
+    // The shape of the result is tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
+    let admit = |_: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        match shared.connections.clone().try_acquire_owned() {
+            Ok(p) => {
+                permit = Some(p);
+                Ok(response)
+            }
+            Err(_) => {
+                let mut refusal = ErrorResponse::new(Some("too many connections, try again later".into()));
+                *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                Err(refusal)
+            }
+        }
+    };
+    let client = tokio_tungstenite::accept_hdr_async_with_config(stream, admit, Some(limits)).await?;
+    let _permit = permit;
     let (library_end, our_end) = tokio::io::duplex(1 << 20);
     let library = shared.library.clone();
     tokio::spawn(async move {
@@ -90,6 +115,20 @@ pub(crate) async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketA
                 session
                     .send(r#"["NOTICE","binary messages are not processed by this relay"]"#.into())
                     .await
+            }
+            Err(WsError::Capacity(_)) => {
+                // Refused: the rest of the frame is not read, so the connection ends here.
+                let notice = format!(
+                    "invalid: messages are limited to {} bytes",
+                    session.shared.config.max_message_bytes
+                );
+                session.send(serde_json::json!(["NOTICE", notice]).to_string()).await;
+                let close = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "message too big".into(),
+                };
+                let _ = session.out.send(Message::Close(Some(close))).await;
+                break;
             }
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => {}
@@ -156,9 +195,8 @@ impl Session {
             .await;
     }
 
-    async fn closed(&self, subscription: &RawValue, message: &str) {
-        let message = Value::from(message);
-        self.send(format!(r#"["CLOSED",{},{message}]"#, subscription.get()))
+    async fn closed(&self, subscription: &SubscriptionId, message: &str) {
+        self.send(serde_json::json!(["CLOSED", subscription.as_str(), message]).to_string())
             .await;
     }
 
@@ -166,31 +204,86 @@ impl Session {
         self.shared.config.auth == AuthMode::Required && self.pubkey.is_none()
     }
 
+    /// Parses the client's message once, with the library's own parser, and
+    /// routes on that parse; the library only ever gets the re-serialised
+    /// message, never the client's text.
     async fn on_text(&mut self, text: &str) -> anyhow::Result<()> {
-        let Ok(parts) = serde_json::from_str::<Vec<&RawValue>>(text) else {
-            return self.forward(text.to_owned()).await;
+        let message = match ClientMessage::from_json(text) {
+            Ok(message) => message,
+            Err(e) => {
+                let notice = format!("invalid: not a NIP-01 client message ({e})");
+                self.send(serde_json::json!(["NOTICE", notice]).to_string()).await;
+                return Ok(());
+            }
         };
-        let verb = parts.first().and_then(|v| serde_json::from_str::<&str>(v.get()).ok());
-        match (verb, parts.get(1)) {
-            (Some("AUTH"), Some(event)) => {
-                self.on_auth(event.get()).await;
+        match message {
+            ClientMessage::Auth(event) => {
+                self.on_auth(&event).await;
                 Ok(())
             }
-            (Some("EVENT"), Some(event)) => self.on_event(text, event).await,
-            (Some("REQ"), Some(subscription)) => self.on_req(text, subscription, &parts[2..]).await,
-            (Some("COUNT"), Some(subscription)) if self.must_authenticate() => {
-                self.closed(subscription, AUTH_REQUIRED).await;
+            ClientMessage::Event(event) => self.on_event(event.into_owned()).await,
+            ClientMessage::Req {
+                subscription_id,
+                filters,
+            } => {
+                let filters = filters.into_iter().map(|f| f.into_owned()).collect();
+                self.on_req(subscription_id.into_owned(), filters).await
+            }
+            ClientMessage::Count {
+                subscription_id,
+                filter,
+            } => {
+                if self.must_authenticate() {
+                    self.closed(&subscription_id, AUTH_REQUIRED).await;
+                } else if names_keypackages(&filter) {
+                    // The library's database holds no KeyPackage: its count would be wrong.
+                    self.closed(&subscription_id, KEYPACKAGE_COUNT).await;
+                } else {
+                    let count = ClientMessage::Count {
+                        subscription_id,
+                        filter,
+                    };
+                    self.forward(count.as_json()).await?;
+                }
                 Ok(())
             }
-            _ => self.forward(text.to_owned()).await,
+            ClientMessage::NegOpen {
+                subscription_id,
+                filter,
+                id_size,
+                initial_message,
+            } => {
+                let refusal = if self.must_authenticate() {
+                    Some(AUTH_REQUIRED)
+                } else if names_keypackages(&filter) {
+                    Some(KEYPACKAGE_SYNC)
+                } else {
+                    None
+                };
+                match refusal {
+                    Some(message) => {
+                        let error = serde_json::json!(["NEG-ERR", subscription_id.as_str(), message]);
+                        self.send(error.to_string()).await;
+                        Ok(())
+                    }
+                    None => {
+                        let open = ClientMessage::NegOpen {
+                            subscription_id,
+                            filter,
+                            id_size,
+                            initial_message,
+                        };
+                        self.forward(open.as_json()).await
+                    }
+                }
+            }
+            other @ (ClientMessage::Close(_) | ClientMessage::NegMsg { .. } | ClientMessage::NegClose { .. }) => {
+                self.forward(other.as_json()).await
+            }
         }
     }
 
-    async fn on_auth(&mut self, event_json: &str) {
-        let Ok(event) = Event::from_json(event_json) else {
-            self.send(r#"["NOTICE","invalid: AUTH carries no event"]"#.into()).await;
-            return;
-        };
+    async fn on_auth(&mut self, event: &Event) {
         let id = event.id.to_hex();
         if self.shared.config.auth == AuthMode::Off {
             self.ok(&id, false, "restricted: this relay does not use AUTH").await;
@@ -200,7 +293,7 @@ impl Session {
         let fresh = now.abs_diff(event.created_at.as_secs()) <= AUTH_WINDOW_SECS;
         let valid = event.verify().is_ok()
             && fresh
-            && nip42::is_valid_auth_event(&event, &self.shared.config.public_url, &self.challenge);
+            && nip42::is_valid_auth_event(event, &self.shared.config.public_url, &self.challenge);
         if valid {
             self.pubkey = Some(event.pubkey);
             self.ok(&id, true, "").await;
@@ -214,11 +307,7 @@ impl Session {
         }
     }
 
-    async fn on_event(&mut self, text: &str, raw: &RawValue) -> anyhow::Result<()> {
-        let Ok(event) = Event::from_json(raw.get()) else {
-            // Not an event: the library says what is wrong with it.
-            return self.forward(text.to_owned()).await;
-        };
+    async fn on_event(&mut self, event: Event) -> anyhow::Result<()> {
         let id = event.id.to_hex();
         if self.must_authenticate() {
             self.ok(&id, false, AUTH_REQUIRED).await;
@@ -226,9 +315,11 @@ impl Session {
         }
         let kind = event.kind.as_u16();
         if !crate::DELEGATED_KINDS.contains(&kind) {
-            return self.forward(text.to_owned()).await;
+            return self.forward(ClientMessage::event(event).as_json()).await;
         }
-        let decision = self.shared.gateway.submit(raw.get()).await;
+        // The service decides about the very event the library may then
+        // keep: both get the same serialisation of the one parse.
+        let decision = self.shared.gateway.submit(&event.as_json(), self.pubkey.as_ref()).await;
         match decision {
             Ok(decision) if decision.accepted && !KEYPACKAGE_KINDS.contains(&kind) => {
                 // A Welcome or deletion the service took into account: kept
@@ -237,7 +328,7 @@ impl Session {
                     .lock()
                     .expect("delegated map poisoned")
                     .insert(id, decision.message);
-                self.forward(text.to_owned()).await
+                self.forward(ClientMessage::event(event).as_json()).await
             }
             Ok(decision) => {
                 self.ok(&id, decision.accepted, &decision.message).await;
@@ -250,133 +341,137 @@ impl Session {
         }
     }
 
-    async fn on_req(&mut self, text: &str, subscription: &RawValue, filters: &[&RawValue]) -> anyhow::Result<()> {
+    async fn on_req(&mut self, subscription: SubscriptionId, filters: Vec<Filter>) -> anyhow::Result<()> {
         if self.must_authenticate() {
-            self.closed(subscription, AUTH_REQUIRED).await;
+            self.closed(&subscription, AUTH_REQUIRED).await;
             return Ok(());
         }
-        let Some(split) = split_filters(filters) else {
-            // Not filters: the library says what is wrong with them.
-            return self.forward(text.to_owned()).await;
-        };
+        let split = split_filters(filters);
         if split.keypackages.is_empty() {
-            return self.forward(text.to_owned()).await;
+            return self
+                .forward(ClientMessage::req(subscription, split.others).as_json())
+                .await;
         }
+        let keypackage_filters: Vec<Value> = split
+            .keypackages
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        let id = Value::from(subscription.as_str()).to_string();
         let answer = match self
             .shared
             .gateway
-            .query(&split.keypackages, self.pubkey.as_ref())
+            .query(&keypackage_filters, self.pubkey.as_ref())
             .await
         {
             Ok(answer) => answer,
             Err(e) => {
                 // Drop whatever the library held under this id, too.
-                self.forward(format!(r#"["CLOSE",{}]"#, subscription.get())).await?;
-                self.closed(subscription, &e.0).await;
+                self.forward(ClientMessage::close(subscription.clone()).as_json())
+                    .await?;
+                self.closed(&subscription, &e.0).await;
                 return Ok(());
             }
         };
         for event in &answer.events {
-            self.send(format!(r#"["EVENT",{},{}]"#, subscription.get(), event.get()))
-                .await;
+            self.send(format!(r#"["EVENT",{id},{}]"#, event.get())).await;
         }
         if !answer.rate_limited.is_empty() {
             // The answer is still valid, only shorter: say why before EOSE.
             let notice = format!(
-                "rate-limited: KeyPackages of {} left out of subscription {}, try again later",
+                "rate-limited: KeyPackages of {} left out of subscription {id}, try again later",
                 answer.rate_limited.join(", "),
-                subscription.get()
             );
             self.send(serde_json::json!(["NOTICE", notice]).to_string()).await;
         }
         if split.others.is_empty() {
-            self.forward(format!(r#"["CLOSE",{}]"#, subscription.get())).await?;
-            self.send(format!(r#"["EOSE",{}]"#, subscription.get())).await;
+            self.forward(ClientMessage::close(subscription).as_json()).await?;
+            self.send(format!(r#"["EOSE",{id}]"#)).await;
             return Ok(());
         }
         // The library sends its stored events, then EOSE, then live events.
-        let mut req = vec![Value::from("REQ"), serde_json::from_str(subscription.get())?];
-        req.extend(split.others);
-        self.forward(Value::Array(req).to_string()).await
+        self.forward(ClientMessage::req(subscription, split.others).as_json())
+            .await
     }
 }
 
 const AUTH_REQUIRED: &str = "auth-required: this relay requires NIP-42 authentication";
 
+const KEYPACKAGE_COUNT: &str = "blocked: KeyPackages are not counted by this relay; ask for them with REQ";
+const KEYPACKAGE_SYNC: &str = "blocked: KeyPackages are not synced by negentropy on this relay; ask for them with REQ";
+
+/// Whether a filter names kind 443 or 30443.
+fn names_keypackages(filter: &Filter) -> bool {
+    filter
+        .kinds
+        .as_ref()
+        .is_some_and(|kinds| kinds.iter().any(|k| KEYPACKAGE_KINDS.contains(&k.as_u16())))
+}
+
 /// A REQ's filters, split between the service (the KeyPackage kinds) and the
 /// library (every other kind, and filters that name no kind).
 #[derive(Debug, Default, PartialEq)]
 struct SplitFilters {
-    keypackages: Vec<Value>,
-    others: Vec<Value>,
+    keypackages: Vec<Filter>,
+    others: Vec<Filter>,
 }
 
-/// `None` when a filter is not a JSON object.
-fn split_filters(filters: &[&RawValue]) -> Option<SplitFilters> {
+fn split_filters(filters: Vec<Filter>) -> SplitFilters {
     let mut split = SplitFilters::default();
-    for raw in filters {
-        let filter: Value = serde_json::from_str(raw.get()).ok()?;
-        if !filter.is_object() {
-            return None;
-        }
-        let kinds = match filter.get("kinds") {
-            Some(Value::Array(kinds)) if !kinds.is_empty() => kinds.clone(),
-            _ => {
-                split.others.push(filter);
-                continue;
-            }
+    for filter in filters {
+        let Some(kinds) = filter.kinds.clone().filter(|kinds| !kinds.is_empty()) else {
+            split.others.push(filter);
+            continue;
         };
-        let (keypackage_kinds, other_kinds): (Vec<Value>, Vec<Value>) = kinds.into_iter().partition(|k| {
-            k.as_u64()
-                .is_some_and(|k| KEYPACKAGE_KINDS.iter().any(|&kp| u64::from(kp) == k))
-        });
+        let (keypackage_kinds, other_kinds): (BTreeSet<Kind>, BTreeSet<Kind>) =
+            kinds.into_iter().partition(|k| KEYPACKAGE_KINDS.contains(&k.as_u16()));
         for (kinds, into) in [
             (keypackage_kinds, &mut split.keypackages),
             (other_kinds, &mut split.others),
         ] {
             if !kinds.is_empty() {
                 let mut part = filter.clone();
-                part["kinds"] = Value::Array(kinds);
+                part.kinds = Some(kinds);
                 into.push(part);
             }
         }
     }
-    Some(split)
+    split
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn split(json: &str) -> Option<SplitFilters> {
-        let raws: Vec<Box<RawValue>> = serde_json::from_str(json).unwrap();
-        let refs: Vec<&RawValue> = raws.iter().map(|r| r.as_ref()).collect();
-        split_filters(&refs)
+    fn split(json: &str) -> SplitFilters {
+        split_filters(serde_json::from_str(json).unwrap())
+    }
+
+    fn filter(json: &str) -> Filter {
+        Filter::from_json(json).unwrap()
     }
 
     #[test]
     fn keypackage_kinds_go_to_the_service_and_the_rest_to_the_library() {
-        let s = split(r#"[{"kinds":[443,30443],"authors":["aa"]},{"kinds":[1,443],"limit":5},{"authors":["bb"]}]"#)
-            .unwrap();
+        let aa = "aa".repeat(32);
+        let bb = "bb".repeat(32);
+        let s = split(&format!(
+            r#"[{{"kinds":[443,30443],"authors":["{aa}"]}},{{"kinds":[1,443],"limit":5}},{{"authors":["{bb}"]}}]"#
+        ));
         assert_eq!(
             s.keypackages,
             vec![
-                serde_json::json!({"kinds":[443,30443],"authors":["aa"]}),
-                serde_json::json!({"kinds":[443],"limit":5}),
+                filter(&format!(r#"{{"kinds":[443,30443],"authors":["{aa}"]}}"#)),
+                filter(r#"{"kinds":[443],"limit":5}"#),
             ]
         );
         assert_eq!(
             s.others,
             vec![
-                serde_json::json!({"kinds":[1],"limit":5}),
-                serde_json::json!({"authors":["bb"]}),
+                filter(r#"{"kinds":[1],"limit":5}"#),
+                filter(&format!(r#"{{"authors":["{bb}"]}}"#)),
             ]
         );
-    }
-
-    #[test]
-    fn a_filter_that_is_not_an_object_is_left_to_the_library() {
-        assert_eq!(split(r#"[{"kinds":[443]}, 7]"#), None);
     }
 
     #[test]

@@ -65,9 +65,13 @@ impl Gateway {
         })
     }
 
-    /// Submits one event (443, 30443, 444 or 5) and returns the service's decision.
-    pub async fn submit(&self, event_json: &str) -> Result<Decision, GatewayError> {
-        let body = self.post("/v1/events", event_json.to_owned()).await?;
+    /// Submits one event (443, 30443, 444 or 5) and returns the service's
+    /// decision. `requester` is the connection's NIP-42 pubkey, none when it
+    /// authenticated none: a Welcome consumes only when signed by it.
+    pub async fn submit(&self, event_json: &str, requester: Option<&PublicKey>) -> Result<Decision, GatewayError> {
+        let requester = requester.map(PublicKey::to_hex).unwrap_or_default();
+        let path = format!("/v1/events?requester={requester}");
+        let body = self.post(&path, event_json.to_owned()).await?;
         serde_json::from_slice(&body).map_err(|e| unavailable(format!("unreadable decision: {e}")))
     }
 

@@ -28,9 +28,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use nostr::prelude::Kind;
 use nostr_memory::MemoryDatabase;
-use nostr_sdk::prelude::LocalRelay;
+use nostr_sdk::prelude::{LocalRelay, RateLimit};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 pub use config::{AuthMode, ConfigError, RelayConfig};
 pub use gateway::{Decision, Gateway, GatewayError, QueryAnswer};
@@ -46,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) config: RelayConfig,
     pub(crate) gateway: Gateway,
     pub(crate) library: LocalRelay,
+    /// One permit per open WebSocket connection (`KP_RELAY_MAX_CONNECTIONS`).
+    pub(crate) connections: Arc<Semaphore>,
 }
 
 /// The relay: the library relay plus the KeyPackage session in front of it.
@@ -59,12 +63,24 @@ impl KeyPackageRelay {
     /// it keeps itself.
     pub fn new(config: RelayConfig) -> anyhow::Result<Self> {
         let gateway = Gateway::new(&config)?;
-        let library = LocalRelay::builder().database(MemoryDatabase::unbounded()).build();
+        // The library's own database refuses KeyPackage kinds, so that no
+        // routing mistake in front of it can ever store or serve one.
+        let keypackage_kinds = KEYPACKAGE_KINDS.map(Kind::from);
+        let library = LocalRelay::builder()
+            .database(MemoryDatabase::bounded(config.max_events))
+            .blacklist_kinds(&keypackage_kinds)
+            .rate_limit(RateLimit {
+                max_reqs: config.max_subscriptions,
+                ..RateLimit::default()
+            })
+            .build();
+        let connections = Arc::new(Semaphore::new(config.max_connections));
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
                 gateway,
                 library,
+                connections,
             }),
         })
     }

@@ -100,12 +100,14 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// The limits of API.md's defaults: 6/600, 60/600, 2/600, 30/600.
+    /// The default limits: 6/600 per (requester, owner), 6/3600 per owner (below
+    /// the default cap of 10, so the owner bucket empties before the stock does),
+    /// 2/600 anonymous, 30/600 uploads.
     pub fn api_defaults() -> Self {
         let rate = |count, per_secs| Some(Rate { count, per_secs });
         Self {
             claim: rate(6, 600),
-            owner_claim: rate(60, 600),
+            owner_claim: rate(6, 3600),
             anon_claim: rate(2, 600),
             ingest: rate(30, 600),
         }

@@ -1,7 +1,7 @@
 //! `POST /v1/keypackages/claim`, `POST /v1/keypackages/{event_id}/consume`,
 //! `POST /v1/welcomes` and `POST /v1/deletions`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use kp_domain::ConsumedVia;
@@ -170,10 +170,52 @@ async fn consume(
     }
 }
 
-/// Consumes the KeyPackage a Welcome names, as a claim by its signer.
-pub async fn welcome_json(state: &AppState, json: &str, route: &str) -> Result<Decision, ApiError> {
+/// The optional `?requester=` of `POST /v1/welcomes` and `POST /v1/events`:
+/// the pubkey the relay authenticated (NIP-42) on the connection the Welcome
+/// came from, empty when it authenticated none.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequesterParam {
+    #[serde(default)]
+    requester: Option<String>,
+}
+
+impl RequesterParam {
+    /// `None` without the parameter (the signer is taken as the requester, as
+    /// before); `Some(None)` for an empty one (the relay authenticated nobody).
+    pub fn requester(&self) -> Result<Option<Option<String>>, ApiError> {
+        match self.requester.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some("") => Ok(Some(None)),
+            Some(hex) => owner_hex(hex, "requester").map(|r| Some(Some(r))),
+        }
+    }
+}
+
+/// Consumes the KeyPackage a Welcome names, as a claim by its signer. When
+/// the relay passed a `requester`, only a Welcome signed by that requester
+/// consumes; any other is accepted (to be delivered) and consumes nothing.
+pub async fn welcome_json(
+    state: &AppState,
+    json: &str,
+    route: &str,
+    requester: Option<Option<String>>,
+) -> Result<Decision, ApiError> {
     let decision = match parse_welcome(json, state.config.validation.max_event_bytes) {
         Err(invalid) => Decision::new(json, false, invalid.message()),
+        Ok(welcome)
+            if requester
+                .as_ref()
+                .is_some_and(|r| r.as_deref() != Some(welcome.signer.as_str())) =>
+        {
+            tracing::info!(signer = %welcome.signer, "welcome not signed by the authenticated requester");
+            Decision {
+                event_id: welcome.id,
+                accepted: true,
+                message: "restricted: delivered, but nothing consumed: a Welcome consumes a keypackage only \
+                          when signed by the pubkey the connection authenticated (NIP-42)"
+                    .into(),
+            }
+        }
         Ok(welcome) => {
             let now = state.now();
             let outcome = state
@@ -230,9 +272,14 @@ pub async fn deletion_json(state: &AppState, json: &str, route: &str) -> Result<
     Ok(decision)
 }
 
-async fn welcome(State(state): State<AppState>, EventBody(body): EventBody) -> Result<Json<Decision>, ApiError> {
+async fn welcome(
+    State(state): State<AppState>,
+    Query(param): Query<RequesterParam>,
+    EventBody(body): EventBody,
+) -> Result<Json<Decision>, ApiError> {
+    let requester = param.requester()?;
     Ok(Json(
-        welcome_json(&state, super::events::event_object(&body)?, "/v1/welcomes").await?,
+        welcome_json(&state, super::events::event_object(&body)?, "/v1/welcomes", requester).await?,
     ))
 }
 

@@ -1,6 +1,6 @@
 //! `POST /v1/events` (gateway): one event, dispatched by kind.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use kp_domain::{KIND_DELETION, KIND_KEYPACKAGE, KIND_KEYPACKAGE_ADDRESSABLE, KIND_WELCOME};
@@ -21,7 +21,12 @@ pub fn event_object(body: &LimitedBody) -> Result<&str, ApiError> {
     Ok(text)
 }
 
-async fn dispatch(State(state): State<AppState>, EventBody(body): EventBody) -> Result<Json<Decision>, ApiError> {
+async fn dispatch(
+    State(state): State<AppState>,
+    Query(param): Query<consume::RequesterParam>,
+    EventBody(body): EventBody,
+) -> Result<Json<Decision>, ApiError> {
+    let requester = param.requester()?;
     let json = event_object(&body)?;
     #[derive(serde::Deserialize)]
     struct KindOnly {
@@ -35,7 +40,7 @@ async fn dispatch(State(state): State<AppState>, EventBody(body): EventBody) -> 
     let route = "/v1/events";
     let decision = match u16::try_from(kind) {
         Ok(KIND_KEYPACKAGE | KIND_KEYPACKAGE_ADDRESSABLE) => ingest::ingest_json(&state, json, route).await?,
-        Ok(KIND_WELCOME) => consume::welcome_json(&state, json, route).await?,
+        Ok(KIND_WELCOME) => consume::welcome_json(&state, json, route, requester).await?,
         Ok(KIND_DELETION) => consume::deletion_json(&state, json, route).await?,
         _ => {
             let decision = Decision::new(json, false, format!("blocked: kind {kind} is not handled here"));
