@@ -97,6 +97,51 @@ async fn instances_starting_at_once_migrate_once_and_keep_the_data() {
     assert_eq!(reopened.audit(&owner.pubkey()).await.unwrap().len(), 1);
 }
 
+/// A database migrated before profiles existed (version 2) holds no
+/// profile; migration 3 writes `"profile": "legacy"` into every record and
+/// owner-index entry, and the count splits by profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migration_3_marks_what_a_version_2_database_holds_legacy() {
+    let url = fresh_postgres_database().await;
+    let owner = Owner::new();
+    {
+        let store = open(&url, Policy::default()).await;
+        store.ingest(&one_time_event(&owner), NOW).await.unwrap();
+    }
+    let client = sql_client(&url).await;
+    client
+        .batch_execute(
+            "UPDATE keypackages SET body = body - 'profile';
+             UPDATE keypackage_owners SET body = jsonb_set(body, '{available}',
+                 (SELECT jsonb_object_agg(e.key, e.value - 'profile') FROM jsonb_each(body -> 'available') e));
+             DELETE FROM keypackage_schema_migrations WHERE version = 3;",
+        )
+        .await
+        .unwrap();
+    let profiles = || async {
+        let record: Option<String> = client
+            .query_one("SELECT body ->> 'profile' FROM keypackages", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let entry: Option<String> = client
+            .query_one(
+                "SELECT e.value ->> 'profile' FROM keypackage_owners, jsonb_each(body -> 'available') e",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (record, entry)
+    };
+    assert_eq!(profiles().await, (None, None), "the database is as version 2 left it");
+    let store = open(&url, Policy::default()).await;
+    let legacy = Some("legacy".to_string());
+    assert_eq!(profiles().await, (legacy.clone(), legacy));
+    let count = store.count(&owner.pubkey(), NOW).await.unwrap();
+    assert_eq!((count.available, count.current, count.legacy), (1, 0, 1));
+}
+
 /// Two stores on one database, as two gateway processes would be: their
 /// decisions meet only at the owner's row lock, and the cap and
 /// at-most-once still hold.

@@ -78,7 +78,10 @@ pub async fn decide(gateway: &Gateway, line: &str) -> Verdict {
     if !delegated {
         return Verdict::accept(head.id, String::new());
     }
-    match gateway.submit(request.event.get()).await {
+    // strfry's write policy does not say who authenticated (NIP-42) on the
+    // connection, so a Welcome through the plugin is delivered but consumes
+    // nothing: no requester is vouched for.
+    match gateway.submit(request.event.get(), None).await {
         Ok(decision) if decision.accepted => Verdict::accept(head.id, decision.message),
         Ok(decision) => Verdict::reject(head.id, decision.message),
         Err(e) => Verdict::reject(head.id, e.0),
