@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use kp_http::{AppState, Config, Function};
 use kp_testkit::current::random_slot;
 use kp_testkit::emulator::firestore_emulator_host;
@@ -22,7 +22,6 @@ use nostr::prelude::{Event, EventBuilder, Filter, FinalizeEvent as _, Keys, Kind
 use nostr_sdk::prelude::{Client, ClientNotification, SignerAuthenticator};
 use relay::{KeyPackageRelay, RelayConfig};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -114,6 +113,10 @@ async fn anonymous_client(url: &str) -> Client {
     client.add_relay(url).and_connect().await.unwrap();
     client
 }
+
+#[path = "support/raw.rs"]
+mod raw;
+use raw::Raw;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -258,65 +261,6 @@ impl Drop for MdkUser {
 
 fn to_event(value: &Value) -> Event {
     Event::from_json(value.to_string()).unwrap()
-}
-
-/// A raw WebSocket client, for checking the exact NIP-01 messages.
-struct Raw {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-}
-
-impl Raw {
-    async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Self { ws }
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.ws.send(Message::text(message.to_string())).await.unwrap();
-    }
-
-    /// The next message whose verb is one of `verbs`, skipping others.
-    async fn next(&mut self, verbs: &[&str]) -> Value {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("the relay answers")
-                .expect("the connection is open")
-                .unwrap();
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                if verbs.contains(&value[0].as_str().unwrap()) {
-                    return value;
-                }
-            }
-        }
-    }
-
-    /// Publishes an event and returns its `OK` message.
-    async fn publish(&mut self, event_json: &str) -> (bool, String) {
-        let event: Value = serde_json::from_str(event_json).unwrap();
-        self.send(json!(["EVENT", event])).await;
-        let ok = self.next(&["OK"]).await;
-        assert_eq!(ok[1], event["id"]);
-        (ok[2].as_bool().unwrap(), ok[3].as_str().unwrap().to_owned())
-    }
-
-    /// Sends a REQ and collects its events until EOSE, or returns the CLOSED message.
-    async fn req(&mut self, id: &str, filters: &[Value]) -> Result<Vec<Value>, String> {
-        let mut req = vec![json!("REQ"), json!(id)];
-        req.extend(filters.iter().cloned());
-        self.send(Value::Array(req)).await;
-        let mut events = Vec::new();
-        loop {
-            let message = self.next(&["EVENT", "EOSE", "CLOSED"]).await;
-            assert_eq!(message[1], id);
-            match message[0].as_str().unwrap() {
-                "EVENT" => events.push(message[2].clone()),
-                "EOSE" => return Ok(events),
-                _ => return Err(message[2].as_str().unwrap().to_owned()),
-            }
-        }
-    }
 }
 
 macro_rules! on_both_backends {

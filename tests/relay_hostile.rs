@@ -8,13 +8,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use kp_http::{AppState, Config, Function};
 use kp_testkit::factory::{event_id, system_now};
 use kp_testkit::{KeyPackageSpec, Owner};
 use relay::{KeyPackageRelay, RelayConfig};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support/raw.rs"]
+mod raw;
+use raw::Raw;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -60,54 +63,6 @@ async fn relay(gateway_url: &str, extra: &[(&str, &str)]) -> String {
             .serve(listener, std::future::pending()),
     );
     url
-}
-
-/// A raw WebSocket client that sends text exactly as written.
-struct Raw {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-}
-
-impl Raw {
-    async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Self { ws }
-    }
-
-    async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.unwrap();
-    }
-
-    /// The next message whose verb is one of `verbs`, skipping others.
-    async fn next(&mut self, verbs: &[&str]) -> Value {
-        loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("the relay answers")
-                .expect("the connection is open")
-                .unwrap();
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                if verbs.contains(&value[0].as_str().unwrap()) {
-                    return value;
-                }
-            }
-        }
-    }
-
-    /// Sends a REQ frame as written and collects the ids of its events until
-    /// EOSE or CLOSED.
-    async fn req_ids(&mut self, frame: &str, subscription: &str) -> Vec<String> {
-        self.send_text(frame).await;
-        let mut ids = Vec::new();
-        loop {
-            let message = self.next(&["EVENT", "EOSE", "CLOSED"]).await;
-            assert_eq!(message[1], subscription, "{message}");
-            match message[0].as_str().unwrap() {
-                "EVENT" => ids.push(message[2]["id"].as_str().unwrap().to_owned()),
-                _ => return ids,
-            }
-        }
-    }
 }
 
 /// Inserts `"kind":<kind>,` at the start of an event object, so that the
@@ -223,7 +178,7 @@ async fn an_oversized_frame_is_refused_and_the_relay_serves_others() {
     // The relay ends that connection: a NOTICE and a close, or a reset.
     let ended = async {
         loop {
-            match hostile.ws.next().await {
+            match hostile.recv().await {
                 Some(Ok(Message::Text(text))) => {
                     let value: Value = serde_json::from_str(text.as_str()).unwrap();
                     assert_ne!(value[0], "OK", "the oversized event got an OK: {value}");
@@ -369,8 +324,8 @@ async fn connections_and_subscriptions_over_the_limits_are_refused_and_others_ar
     drop(second);
     let reconnect = async {
         loop {
-            if let Ok((ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
-                return Raw { ws };
+            if let Ok(raw) = Raw::try_connect(&url).await {
+                return raw;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
